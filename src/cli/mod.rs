@@ -1,0 +1,56 @@
+//! The command line: `pitrguard validate | windows | serve | certs`.
+//! Every flag can also be set as `PITRGUARD_<FLAG>`.
+
+pub mod validate;
+pub mod windows;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pitrguard",
+    version,
+    about = "Stops bad KubeBlocks point-in-time restores before they start",
+    long_about = "pitrguard checks KubeBlocks Restore OpsRequests against the backups that exist: the point in \
+time must lie inside a continuous backup's log range, after a full backup that completed inside it. It runs as an \
+admission webhook (serve) and offline on manifests (validate, windows).\n\nExit codes: 0 all allowed, 1 a restore \
+was denied, 2 the input could not be read or the command failed."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Judge every Restore OpsRequest found in the files, against the Backups, ActionSets and Clusters found there.
+    Validate(validate::Args),
+    /// Show each continuous backup's log range, restorable window and base backups.
+    Windows(windows::Args),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Inputs shared by the offline commands.
+#[derive(Debug, clap::Args)]
+pub struct Inputs {
+    /// Files or directories (searched recursively for *.yaml, *.yml, *.json); `-` reads stdin.
+    #[arg(required = true, env = "PITRGUARD_PATHS", value_delimiter = ',')]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        default_value = "text",
+        env = "PITRGUARD_OUTPUT"
+    )]
+    pub output: Output,
+}

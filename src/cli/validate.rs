@@ -1,0 +1,143 @@
+//! `pitrguard validate`: the admission decision, offline.
+
+use std::io::Write;
+
+use chrono::TimeDelta;
+use serde::Serialize;
+
+use super::{Inputs, Output};
+use crate::core::mutate::to_patch;
+use crate::core::{Decision, Operation, Policy, judge};
+use crate::load::{DEFAULT_NAMESPACE, Document, Kind, build_index, kind_of, read_documents};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub inputs: Inputs,
+
+    /// volumeRestorePolicy that M1 fills in when it is absent.
+    #[arg(long, default_value = "Parallel", value_parser = ["Serial", "Parallel"], env = "PITRGUARD_DEFAULT_VOLUME_RESTORE_POLICY")]
+    pub default_volume_restore_policy: String,
+
+    /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        env = "PITRGUARD_EDGE_WARNING"
+    )]
+    pub edge_warning: i64,
+}
+
+impl Args {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            default_volume_restore_policy: self.default_volume_restore_policy.clone(),
+            edge_warning: TimeDelta::seconds(self.edge_warning),
+        }
+    }
+}
+
+/// One OpsRequest's verdict, as `--output json` prints it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub allowed: bool,
+    pub message: String,
+    pub warnings: Vec<String>,
+    pub patch: json_patch::Patch,
+    /// Ids of the broken rules (R1…R12), empty when allowed.
+    pub rules: Vec<String>,
+}
+
+impl Verdict {
+    pub fn new(doc: &Document, decision: &Decision) -> Self {
+        let field = |p: &str| {
+            doc.value
+                .pointer(p)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let namespace = Some(field("/metadata/namespace")).filter(|n| !n.is_empty());
+        Self {
+            api_version: field("/apiVersion"),
+            kind: field("/kind"),
+            namespace: namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            name: field("/metadata/name"),
+            allowed: decision.allowed(),
+            message: decision.message(),
+            warnings: decision
+                .warnings
+                .iter()
+                .map(|w| w.message.clone())
+                .collect(),
+            patch: to_patch(&decision.mutations),
+            rules: decision
+                .rules()
+                .iter()
+                .map(|r| r.id().to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Judges every OpsRequest in `docs`, as the webhook would judge its CREATE.
+pub fn verdicts(
+    docs: &[Document],
+    policy: &Policy,
+) -> Result<Vec<Verdict>, crate::load::LoadError> {
+    let index = build_index(docs)?;
+    Ok(docs
+        .iter()
+        .filter(|d| kind_of(&d.value) == Kind::OpsRequest)
+        .map(|d| {
+            let decision = judge(
+                Operation::Create,
+                Some(&d.value),
+                None,
+                DEFAULT_NAMESPACE,
+                &index,
+                policy,
+            );
+            Verdict::new(d, &decision)
+        })
+        .collect())
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let docs = read_documents(&args.inputs.paths)?;
+    let verdicts = verdicts(&docs, &args.policy())?;
+    let mut out = std::io::stdout().lock();
+    match args.inputs.output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &verdicts)?;
+            writeln!(out)?;
+        }
+        Output::Text => {
+            if verdicts.is_empty() {
+                eprintln!(
+                    "pitrguard: no OpsRequest found in {} document(s)",
+                    docs.len()
+                );
+            }
+            for v in &verdicts {
+                let word = if v.allowed { "allowed" } else { "denied" };
+                writeln!(out, "{}/{}: {word}: {}", v.namespace, v.name, v.message)?;
+                for w in &v.warnings {
+                    eprintln!("Warning: {}/{}: {w}", v.namespace, v.name);
+                }
+            }
+        }
+    }
+    Ok(if verdicts.iter().all(|v| v.allowed) {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,165 @@
+//! `pitrguard windows`: what can be restored, per continuous backup.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{Inputs, Output};
+use crate::core::facts::BackupFacts;
+use crate::core::inventory::Inventory;
+use crate::core::time::format_time;
+use crate::core::window::{bases_in_range, window};
+use crate::load::{build_index, read_documents};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub inputs: Inputs,
+
+    /// Only backups in this namespace.
+    #[arg(long, short = 'n', env = "PITRGUARD_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Only backups of this cluster (label app.kubernetes.io/instance).
+    #[arg(long, short = 'c', env = "PITRGUARD_CLUSTER")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Range {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct BaseBackup {
+    pub name: String,
+    pub end: String,
+}
+
+/// One continuous backup's windows, as `--output json` prints it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupWindow {
+    pub namespace: String,
+    pub name: String,
+    pub cluster: Option<String>,
+    pub phase: Option<String>,
+    pub log_range: Option<Range>,
+    pub restorable_window: Option<Range>,
+    pub base_backup_required: bool,
+    /// Base candidates that completed inside the log range, by end time.
+    pub base_backups: Vec<BaseBackup>,
+}
+
+fn range(
+    r: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+) -> Option<Range> {
+    r.map(|(a, b)| Range {
+        start: format_time(a),
+        end: format_time(b),
+    })
+}
+
+/// The windows of every continuous backup that passes the filters.
+pub fn windows(
+    inv: &dyn Inventory,
+    namespace: Option<&str>,
+    cluster: Option<&str>,
+) -> Vec<BackupWindow> {
+    let keep = |b: &BackupFacts| {
+        namespace.is_none_or(|n| b.namespace == n)
+            && cluster.is_none_or(|c| b.lineage.instance.as_deref() == Some(c))
+    };
+    inv.continuous_backups()
+        .into_iter()
+        .filter(keep)
+        .map(|s| {
+            let w = window(&s, inv);
+            let bases = bases_in_range(&s, &w, inv);
+            BackupWindow {
+                log_range: range(w.log_range),
+                restorable_window: range(w.restorable),
+                base_backup_required: w.base_required,
+                base_backups: bases
+                    .into_iter()
+                    .map(|b| BaseBackup {
+                        name: b.name,
+                        end: format_time(b.end),
+                    })
+                    .collect(),
+                cluster: s.lineage.instance,
+                phase: s.phase,
+                namespace: s.namespace,
+                name: s.name,
+            }
+        })
+        .collect()
+}
+
+pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if output == Output::Json {
+        serde_json::to_writer_pretty(&mut out, windows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if windows.is_empty() {
+        eprintln!("pitrguard: no continuous backup found");
+    }
+    let text = |r: &Option<Range>, none: &str| match r {
+        Some(r) => format!("{} .. {}", r.start, r.end),
+        None => none.to_string(),
+    };
+    for w in windows {
+        writeln!(
+            out,
+            "{}/{} (cluster {}, {})",
+            w.namespace,
+            w.name,
+            w.cluster.as_deref().unwrap_or("<unlabelled>"),
+            w.phase.as_deref().unwrap_or("no phase")
+        )?;
+        writeln!(
+            out,
+            "  log range:          {}",
+            text(&w.log_range, "none (no start or end time yet)")
+        )?;
+        let none = if w.log_range.is_some() {
+            "none (no full backup completed inside the log range)"
+        } else {
+            "none"
+        };
+        writeln!(
+            out,
+            "  restorable window:  {}",
+            text(&w.restorable_window, none)
+        )?;
+        if !w.base_backup_required {
+            writeln!(
+                out,
+                "  base backups:       not required (ActionSet sets baseBackupRequired: false)"
+            )?;
+        } else if w.base_backups.is_empty() {
+            writeln!(out, "  base backups:       none")?;
+        } else {
+            let list: Vec<String> = w
+                .base_backups
+                .iter()
+                .map(|b| format!("{} (ended {})", b.name, b.end))
+                .collect();
+            writeln!(out, "  base backups:       {}", list.join(", "))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let docs = read_documents(&args.inputs.paths)?;
+    let index = build_index(&docs)?;
+    print(
+        &windows(&index, args.namespace.as_deref(), args.cluster.as_deref()),
+        args.inputs.output,
+    )?;
+    Ok(0)
+}

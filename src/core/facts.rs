@@ -1,0 +1,227 @@
+//! What the rules know about each object: small, owned projections of the
+//! KubeBlocks objects, taken from the generated CRD types in [`crate::crd`].
+//! The live cache stores these instead of whole objects.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::time::parse_status_time;
+use crate::crd::{actionset::ActionSet, backup::Backup};
+
+pub const LABEL_BACKUP_TYPE: &str = "dataprotection.kubeblocks.io/backup-type";
+pub const LABEL_CLUSTER_UID: &str = "dataprotection.kubeblocks.io/cluster-uid";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "apps.kubeblocks.io/component-name";
+pub const LABEL_SHARDING: &str = "apps.kubeblocks.io/sharding-name";
+pub const LABEL_BACKUP_POLICY: &str = "dataprotection.kubeblocks.io/backup-policy";
+pub const ANNOTATION_CLUSTER_SNAPSHOT: &str = "kubeblocks.io/cluster-snapshot";
+pub const ANNOTATION_CONNECTION_PASSWORD: &str = "dataprotection.kubeblocks.io/connection-password";
+/// M3: the base backup a restore will start from.
+pub const ANNOTATION_BASE_BACKUP: &str = "pitrguard.io/base-backup";
+
+/// `type(B)`: the backup-type label; absent means Full.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BackupType {
+    Full,
+    Incremental,
+    Differential,
+    Continuous,
+    Selective,
+    Other(String),
+}
+
+impl BackupType {
+    pub fn from_label(label: Option<&str>) -> Self {
+        match label {
+            None | Some("Full") => Self::Full,
+            Some("Incremental") => Self::Incremental,
+            Some("Differential") => Self::Differential,
+            Some("Continuous") => Self::Continuous,
+            Some("Selective") => Self::Selective,
+            Some(other) => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Full => "Full",
+            Self::Incremental => "Incremental",
+            Self::Differential => "Differential",
+            Self::Continuous => "Continuous",
+            Self::Selective => "Selective",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Full and Incremental backups can be the base of a point-in-time restore.
+    pub fn can_be_base(&self) -> bool {
+        matches!(self, Self::Full | Self::Incremental)
+    }
+}
+
+/// The labels that tie a backup to its cluster (CONTRACT.md §5.3 step 4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lineage {
+    pub cluster_uid: Option<String>,
+    pub instance: Option<String>,
+    pub component: Option<String>,
+    /// The `backup-policy` label.
+    pub policy_label: Option<String>,
+}
+
+/// How base candidates of a continuous backup are matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CandidateMatch {
+    /// Each label that the continuous backup has must be equal on the candidate.
+    Labels {
+        cluster_uid: Option<String>,
+        instance: Option<String>,
+        component: Option<String>,
+    },
+    /// The continuous backup has none of the three labels: the candidate's
+    /// `backup-policy` label must equal its `spec.backupPolicyName`.
+    Policy(Option<String>),
+}
+
+impl CandidateMatch {
+    pub fn matches(&self, b: &Lineage) -> bool {
+        fn eq(want: &Option<String>, have: &Option<String>) -> bool {
+            want.is_none() || want == have
+        }
+        match self {
+            Self::Labels {
+                cluster_uid,
+                instance,
+                component,
+            } => {
+                eq(cluster_uid, &b.cluster_uid)
+                    && eq(instance, &b.instance)
+                    && eq(component, &b.component)
+            }
+            Self::Policy(policy) => policy.is_some() && policy == &b.policy_label,
+        }
+    }
+}
+
+/// What the rules read of a Backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFacts {
+    pub namespace: String,
+    pub name: String,
+    pub backup_type: BackupType,
+    pub phase: Option<String>,
+    /// `start(B)`: `status.timeRange.start`, else `status.startTimestamp`.
+    pub start: Option<DateTime<Utc>>,
+    /// `end(B)`: `status.timeRange.end`, else `status.completionTimestamp`.
+    pub end: Option<DateTime<Utc>>,
+    pub lineage: Lineage,
+    pub policy_name: Option<String>,
+    pub action_set: Option<String>,
+    pub has_cluster_snapshot: bool,
+}
+
+impl BackupFacts {
+    pub fn from_backup(b: &Backup, default_namespace: &str) -> Self {
+        let labels = b.metadata.labels.as_ref();
+        let label = |k: &str| {
+            labels
+                .and_then(|l| l.get(k))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let status = b.status.as_ref();
+        let range = status.and_then(|s| s.time_range.as_ref());
+        let time = |primary: Option<&String>, fallback: Option<&String>| {
+            primary.or(fallback).and_then(|raw| parse_status_time(raw))
+        };
+        Self {
+            namespace: b
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_string()),
+            name: b.metadata.name.clone().unwrap_or_default(),
+            backup_type: BackupType::from_label(
+                labels
+                    .and_then(|l| l.get(LABEL_BACKUP_TYPE))
+                    .map(String::as_str),
+            ),
+            phase: status.and_then(|s| s.phase.clone()),
+            start: time(
+                range.and_then(|r| r.start.as_ref()),
+                status.and_then(|s| s.start_timestamp.as_ref()),
+            ),
+            end: time(
+                range.and_then(|r| r.end.as_ref()),
+                status.and_then(|s| s.completion_timestamp.as_ref()),
+            ),
+            lineage: Lineage {
+                cluster_uid: label(LABEL_CLUSTER_UID),
+                instance: label(LABEL_INSTANCE),
+                component: label(LABEL_COMPONENT),
+                policy_label: label(LABEL_BACKUP_POLICY),
+            },
+            policy_name: b.spec.backup_policy_name.clone().filter(|p| !p.is_empty()),
+            action_set: status
+                .and_then(|s| s.backup_method.as_ref())
+                .and_then(|m| m.action_set_name.clone())
+                .filter(|a| !a.is_empty()),
+            has_cluster_snapshot: b
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(ANNOTATION_CLUSTER_SNAPSHOT)),
+        }
+    }
+
+    pub fn is_continuous(&self) -> bool {
+        self.backup_type == BackupType::Continuous
+    }
+
+    /// A Completed Full or Incremental backup with an end time.
+    pub fn is_base(&self) -> bool {
+        self.backup_type.can_be_base()
+            && self.phase.as_deref() == Some("Completed")
+            && self.end.is_some()
+    }
+
+    /// How this (continuous) backup's base candidates are found.
+    pub fn candidate_match(&self) -> CandidateMatch {
+        let l = &self.lineage;
+        if l.cluster_uid.is_none() && l.instance.is_none() && l.component.is_none() {
+            CandidateMatch::Policy(self.policy_name.clone())
+        } else {
+            CandidateMatch::Labels {
+                cluster_uid: l.cluster_uid.clone(),
+                instance: l.instance.clone(),
+                component: l.component.clone(),
+            }
+        }
+    }
+}
+
+/// What the rules read of an ActionSet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSetFacts {
+    pub name: String,
+    /// `spec.restore.baseBackupRequired`; the CRD default is true.
+    pub base_backup_required: bool,
+}
+
+impl ActionSetFacts {
+    pub fn from_action_set(a: &ActionSet) -> Self {
+        Self {
+            name: a.metadata.name.clone().unwrap_or_default(),
+            base_backup_required: a
+                .spec
+                .restore
+                .as_ref()
+                .and_then(|r| r.base_backup_required)
+                .unwrap_or(true),
+        }
+    }
+}
+
+/// Labels of an object, for builders and tests.
+pub type Labels = BTreeMap<String, String>;

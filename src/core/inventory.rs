@@ -1,0 +1,345 @@
+//! The inventory the rules read: Backups, ActionSets and Cluster names.
+//!
+//! [`Inventory`] is the read-only view the core needs; [`Index`] is the one
+//! implementation, a synchronous state machine with `apply`/`delete` that the
+//! file loader fills once and the live cache keeps current from watches.
+//!
+//! Cost of a decision: one hash lookup for S, then for the base candidates one
+//! B-tree range query per *group* of backups sharing (cluster-uid, instance,
+//! component) labels in S's namespace: O(g · log n). In a real namespace every
+//! continuous backup carries all three labels and g = 1.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
+
+use super::facts::{ActionSetFacts, BackupFacts, CandidateMatch, Lineage};
+
+/// A base backup as the window computations see it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BaseRef {
+    pub end: DateTime<Utc>,
+    pub name: String,
+}
+
+/// The read side of the inventory. Object-safe and synchronous: the core never waits.
+pub trait Inventory {
+    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts>;
+    fn action_set(&self, name: &str) -> Option<ActionSetFacts>;
+    fn cluster_exists(&self, namespace: &str, name: &str) -> bool;
+    /// Base candidates of `s` (same namespace, matching lineage) with `from <= end <= to`,
+    /// ordered by end, then name.
+    fn bases_ending_between(
+        &self,
+        s: &BackupFacts,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<BaseRef> {
+        self.bases_in(s, from, to, Pick::All)
+    }
+    /// The earliest such candidate (ties: smallest name).
+    fn earliest_base(
+        &self,
+        s: &BackupFacts,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<BaseRef> {
+        self.bases_in(s, from, to, Pick::Earliest)
+            .into_iter()
+            .next()
+    }
+    /// The latest such candidate (ties: smallest name), as KubeBlocks picks it.
+    fn latest_base(
+        &self,
+        s: &BackupFacts,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Option<BaseRef> {
+        self.bases_in(s, from, to, Pick::Latest).into_iter().next()
+    }
+    /// The one range query the three above are made of.
+    fn bases_in(
+        &self,
+        s: &BackupFacts,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        pick: Pick,
+    ) -> Vec<BaseRef>;
+    /// Names of continuous backups in `namespace` whose lineage matches `m`.
+    fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String>;
+    /// Every continuous backup, for `pitrguard windows`.
+    fn continuous_backups(&self) -> Vec<BackupFacts>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    All,
+    Earliest,
+    Latest,
+}
+
+/// Object counts, for `/metrics` and progress messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub backups: usize,
+    pub action_sets: usize,
+    pub clusters: usize,
+}
+
+#[derive(Debug, Default)]
+struct Namespace {
+    backups: HashMap<String, BackupFacts>,
+    /// Completed Full/Incremental backups with an end, by lineage, sorted by (end, name).
+    bases: BTreeMap<Lineage, BTreeSet<(DateTime<Utc>, String)>>,
+    /// Continuous backups by lineage.
+    continuous: BTreeMap<Lineage, BTreeSet<String>>,
+    clusters: HashSet<String>,
+}
+
+impl Namespace {
+    fn index(&mut self, b: &BackupFacts) {
+        if b.is_base() {
+            let end = b.end.expect("is_base implies an end");
+            self.bases
+                .entry(b.lineage.clone())
+                .or_default()
+                .insert((end, b.name.clone()));
+        }
+        if b.is_continuous() {
+            self.continuous
+                .entry(b.lineage.clone())
+                .or_default()
+                .insert(b.name.clone());
+        }
+    }
+
+    fn unindex(&mut self, b: &BackupFacts) {
+        if let Some(end) = b.end.filter(|_| b.is_base()) {
+            remove_from(&mut self.bases, &b.lineage, &(end, b.name.clone()));
+        }
+        if b.is_continuous() {
+            remove_from(&mut self.continuous, &b.lineage, &b.name);
+        }
+    }
+
+    fn groups<'a, T>(
+        map: &'a BTreeMap<Lineage, T>,
+        m: &'a CandidateMatch,
+    ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
+        // A full lineage key is looked up directly; a partial one scans the groups.
+        if let CandidateMatch::Labels {
+            cluster_uid: Some(_),
+            instance: Some(_),
+            component: Some(_),
+        } = m
+        {
+            let prefix = map
+                .range(lineage_floor(m)..)
+                .take_while(move |(k, _)| m.matches(k))
+                .map(|(_, v)| v);
+            return Box::new(prefix);
+        }
+        Box::new(
+            map.iter()
+                .filter(move |(k, _)| m.matches(k))
+                .map(|(_, v)| v),
+        )
+    }
+}
+
+/// The smallest lineage key with the three labels of a full match, so that a
+/// range scan starts at the first group that can match.
+fn lineage_floor(m: &CandidateMatch) -> Lineage {
+    match m {
+        CandidateMatch::Labels {
+            cluster_uid,
+            instance,
+            component,
+        } => Lineage {
+            cluster_uid: cluster_uid.clone(),
+            instance: instance.clone(),
+            component: component.clone(),
+            policy_label: None,
+        },
+        CandidateMatch::Policy(_) => Lineage::default(),
+    }
+}
+
+/// Entries of `set` with `from <= end <= to`, in (end, name) order.
+fn ending_between(
+    set: &BTreeSet<(DateTime<Utc>, String)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, String)> {
+    let upper = match to.checked_add_signed(chrono::TimeDelta::nanoseconds(1)) {
+        Some(next) => Bound::Excluded((next, String::new())),
+        None => Bound::Unbounded,
+    };
+    set.range((Bound::Included((from, String::new())), upper))
+}
+
+fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, value: &V) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(value);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// The in-memory inventory.
+#[derive(Debug, Default)]
+pub struct Index {
+    namespaces: HashMap<String, Namespace>,
+    action_sets: HashMap<String, ActionSetFacts>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces a Backup.
+    pub fn apply_backup(&mut self, b: BackupFacts) {
+        let ns = self.namespaces.entry(b.namespace.clone()).or_default();
+        if let Some(old) = ns.backups.remove(&b.name) {
+            ns.unindex(&old);
+        }
+        ns.index(&b);
+        ns.backups.insert(b.name.clone(), b);
+    }
+
+    pub fn delete_backup(&mut self, namespace: &str, name: &str) {
+        if let Some(ns) = self.namespaces.get_mut(namespace)
+            && let Some(old) = ns.backups.remove(name)
+        {
+            ns.unindex(&old);
+        }
+    }
+
+    pub fn apply_action_set(&mut self, a: ActionSetFacts) {
+        self.action_sets.insert(a.name.clone(), a);
+    }
+
+    pub fn delete_action_set(&mut self, name: &str) {
+        self.action_sets.remove(name);
+    }
+
+    pub fn apply_cluster(&mut self, namespace: &str, name: &str) {
+        self.namespaces
+            .entry(namespace.to_string())
+            .or_default()
+            .clusters
+            .insert(name.to_string());
+    }
+
+    pub fn delete_cluster(&mut self, namespace: &str, name: &str) {
+        if let Some(ns) = self.namespaces.get_mut(namespace) {
+            ns.clusters.remove(name);
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            backups: self.namespaces.values().map(|n| n.backups.len()).sum(),
+            action_sets: self.action_sets.len(),
+            clusters: self.namespaces.values().map(|n| n.clusters.len()).sum(),
+        }
+    }
+}
+
+impl Inventory for Index {
+    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts> {
+        self.namespaces.get(namespace)?.backups.get(name).cloned()
+    }
+
+    fn action_set(&self, name: &str) -> Option<ActionSetFacts> {
+        self.action_sets.get(name).cloned()
+    }
+
+    fn cluster_exists(&self, namespace: &str, name: &str) -> bool {
+        self.namespaces
+            .get(namespace)
+            .is_some_and(|n| n.clusters.contains(name))
+    }
+
+    fn bases_in(
+        &self,
+        s: &BackupFacts,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        pick: Pick,
+    ) -> Vec<BaseRef> {
+        let Some(ns) = self.namespaces.get(&s.namespace) else {
+            return Vec::new();
+        };
+        if from > to {
+            return Vec::new();
+        }
+        let m = s.candidate_match();
+        let mut found: Vec<BaseRef> = Vec::new();
+        for set in Namespace::groups(&ns.bases, &m) {
+            let mut range = ending_between(set, from, to);
+            let hit = match pick {
+                Pick::All => {
+                    found.extend(range.map(|(end, name)| BaseRef {
+                        end: *end,
+                        name: name.clone(),
+                    }));
+                    continue;
+                }
+                Pick::Earliest => range.next(),
+                // The last entry has the latest end but the largest name among ties.
+                Pick::Latest => range
+                    .next_back()
+                    .and_then(|(end, _)| ending_between(set, *end, *end).next()),
+            };
+            found.extend(hit.map(|(end, name)| BaseRef {
+                end: *end,
+                name: name.clone(),
+            }));
+        }
+        found.sort();
+        match pick {
+            Pick::All => found,
+            Pick::Earliest => found.into_iter().take(1).collect(),
+            Pick::Latest => {
+                let latest = found.iter().map(|b| b.end).max();
+                found
+                    .into_iter()
+                    .find(|b| Some(b.end) == latest)
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String> {
+        let Some(ns) = self.namespaces.get(namespace) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = Namespace::groups(&ns.continuous, m)
+            .flatten()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn continuous_backups(&self) -> Vec<BackupFacts> {
+        let mut out: Vec<BackupFacts> = self
+            .namespaces
+            .values()
+            .flat_map(|ns| {
+                ns.continuous
+                    .values()
+                    .flatten()
+                    .filter_map(|n| ns.backups.get(n))
+                    .cloned()
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out
+    }
+}

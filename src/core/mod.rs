@@ -1,0 +1,30 @@
+//! The pure core: point-in-time-restore rules as plain functions of
+//! (OpsRequest, inventory). No I/O, no clock, no async runtime here; this
+//! module is meant to compile to WebAssembly as a policy module. A test
+//! (`tests/core_is_pure.rs`) keeps it that way.
+//!
+//! ```text
+//!  object ──► judge ──► request::decode ──► rules::evaluate ──► Decision
+//!                                             │    ▲               │
+//!                                    window ◄─┘    │               └─► mutate::to_patch
+//!                                             Inventory (trait; Index)
+//! ```
+
+pub mod decision;
+pub mod facts;
+pub mod inventory;
+pub mod judge;
+pub mod mutate;
+pub mod request;
+pub mod rules;
+pub mod time;
+pub mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use decision::{Decision, Rule, Violation, Warning, WarningId};
+pub use facts::{ActionSetFacts, BackupFacts};
+pub use inventory::{Index, Inventory};
+pub use judge::{Operation, judge};
+pub use rules::Policy;

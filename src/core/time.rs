@@ -1,0 +1,214 @@
+//! Points in time: the two layouts KubeBlocks accepts for `restorePointInTime`,
+//! the normal form it writes back, and durations as Go prints them.
+
+use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
+
+/// The layout kbcli prints and KubeBlocks parses first (Go `Jan 02,2006 15:04:05 UTC-0700`).
+const KBCLI_LAYOUT: &str = "%b %d,%Y %H:%M:%S UTC%z";
+
+/// What R8 tells the user when `restorePointInTime` does not parse.
+pub const ACCEPTED_LAYOUTS: &str = "RFC 3339 (2024-05-07T10:07:45Z, 2024-05-07T18:07:45+08:00, \
+optional fraction) or the kbcli layout \"Jan 02,2006 15:04:05 UTC-0700\" (May 07,2024 18:07:45 UTC+0800)";
+
+/// A parsed `restorePointInTime`: the exact instant, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointInTime {
+    pub instant: DateTime<Utc>,
+}
+
+impl PointInTime {
+    /// Parses RFC 3339 (any offset, optional fraction) or the kbcli layout.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let parsed = DateTime::parse_from_str(raw, KBCLI_LAYOUT)
+            .ok()
+            .or_else(|| parse_rfc3339_strict(raw))?;
+        Some(Self {
+            instant: parsed.with_timezone(&Utc),
+        })
+    }
+
+    /// UTC, whole seconds: what KubeBlocks writes into the Restore.
+    pub fn normal_form(&self) -> String {
+        format_time(self.instant.trunc_subsecs(0))
+    }
+
+    /// True when the instant carries a fraction of a second that the normal form drops.
+    pub fn has_fraction(&self) -> bool {
+        self.instant.timestamp_subsec_nanos() != 0
+    }
+
+    /// The instant for messages: the normal form, or with its fraction when it has one.
+    pub fn display(&self) -> String {
+        display_time(self.instant)
+    }
+}
+
+/// RFC 3339 as Go's `time.RFC3339` reads it: chrono also takes a space or a
+/// lowercase `t`/`z`, which KubeBlocks would refuse, so those are rejected here.
+fn parse_rfc3339_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
+    let strict = raw
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
+    if !strict {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(raw).ok()
+}
+
+/// Formats an instant as UTC RFC 3339 with whole seconds.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Formats an instant as UTC RFC 3339, keeping a fraction only when there is one.
+pub fn display_time(t: DateTime<Utc>) -> String {
+    if t.timestamp_subsec_nanos() == 0 {
+        format_time(t)
+    } else {
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+}
+
+/// Parses a timestamp of a Backup's status (metav1.Time: RFC 3339).
+pub fn parse_status_time(raw: &str) -> Option<DateTime<Utc>> {
+    parse_rfc3339_strict(raw.trim()).map(|t| t.with_timezone(&Utc))
+}
+
+/// A non-negative duration as Go's `time.Duration.String` prints it: `12m46s`, `1h0m5s`, `1.5s`, `250ms`.
+pub fn go_duration(d: chrono::TimeDelta) -> String {
+    let total_nanos = d.num_nanoseconds().map(i128::from).unwrap_or_else(|| {
+        i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+    });
+    let nanos = total_nanos.unsigned_abs();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        return sub_second(nanos);
+    }
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&s.to_string());
+    if frac > 0 {
+        let digits = format!("{frac:09}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+fn sub_second(nanos: u128) -> String {
+    let (unit, scale) = if nanos >= 1_000_000 {
+        ("ms", 1_000_000)
+    } else if nanos >= 1_000 {
+        ("µs", 1_000)
+    } else {
+        ("ns", 1)
+    };
+    let whole = nanos / scale;
+    let frac = nanos % scale;
+    if frac == 0 {
+        format!("{whole}{unit}")
+    } else {
+        let width = scale.ilog10() as usize;
+        let digits = format!("{frac:0width$}");
+        format!("{whole}.{}{unit}", digits.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn accepts_every_documented_layout() {
+        let cases = [
+            ("2024-05-07T10:07:45Z", "2024-05-07T10:07:45Z", false),
+            ("2024-05-07T18:07:45+08:00", "2024-05-07T10:07:45Z", false),
+            ("2024-05-07T05:07:45-05:00", "2024-05-07T10:07:45Z", false),
+            ("2024-05-07T10:07:45.999Z", "2024-05-07T10:07:45Z", true),
+            ("2024-05-07T18:07:45.5+08:00", "2024-05-07T10:07:45Z", true),
+            (
+                "2024-05-07T10:07:45.000000001Z",
+                "2024-05-07T10:07:45Z",
+                true,
+            ),
+            (
+                "May 07,2024 18:07:45 UTC+0800",
+                "2024-05-07T10:07:45Z",
+                false,
+            ),
+            (
+                "May 07,2024 10:07:45 UTC+0000",
+                "2024-05-07T10:07:45Z",
+                false,
+            ),
+            (
+                "May 07,2024 05:07:45 UTC-0500",
+                "2024-05-07T10:07:45Z",
+                false,
+            ),
+            (
+                "Jan 01,2025 00:30:00 UTC+0100",
+                "2024-12-31T23:30:00Z",
+                false,
+            ),
+        ];
+        for (raw, normal, fraction) in cases {
+            let t = PointInTime::parse(raw).unwrap_or_else(|| panic!("{raw} should parse"));
+            assert_eq!(t.normal_form(), normal, "{raw}");
+            assert_eq!(t.has_fraction(), fraction, "{raw}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_layouts() {
+        for raw in [
+            "",
+            "now",
+            "2024-05-07",
+            "2024-05-07 10:07:45",
+            "2024-05-07t10:07:45z",
+            "May 07,2024 18:07:45",
+            "1715076465",
+            "2024-13-07T10:07:45Z",
+        ] {
+            assert!(PointInTime::parse(raw).is_none(), "{raw} should not parse");
+        }
+    }
+
+    #[test]
+    fn the_instant_keeps_its_fraction() {
+        let t = PointInTime::parse("2024-05-07T10:07:45.25Z").unwrap();
+        assert_eq!(t.display(), "2024-05-07T10:07:45.250Z");
+        assert_eq!(t.instant.timestamp_subsec_millis(), 250);
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        let cases = [
+            (TimeDelta::seconds(766), "12m46s"),
+            (TimeDelta::seconds(45), "45s"),
+            (TimeDelta::seconds(3605), "1h0m5s"),
+            (TimeDelta::seconds(-60), "1m0s"),
+            (TimeDelta::milliseconds(1500), "1.5s"),
+            (TimeDelta::milliseconds(250), "250ms"),
+            (TimeDelta::zero(), "0s"),
+            (TimeDelta::days(2), "48h0m0s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want);
+        }
+    }
+}
