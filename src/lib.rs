@@ -7,7 +7,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod core;
 pub mod crd;
 pub mod load;
+pub mod server;

@@ -1,0 +1,1 @@
+//! `pitrguard certs`: a development CA and serving certificate. (in progress)

@@ -1,0 +1,1 @@
+//! TLS for the webhook: rustls config, certificate reload. (in progress)
