@@ -12,5 +12,7 @@ pub mod certs;
 pub mod cli;
 pub mod core;
 pub mod crd;
+pub mod inventory;
 pub mod load;
+pub mod metrics;
 pub mod server;

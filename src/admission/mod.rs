@@ -1,1 +1,148 @@
-//! AdmissionReview in, AdmissionReview out. (in progress)
+//! AdmissionReview in, AdmissionReview out: the translation between the
+//! `admission.k8s.io/v1` wire format and the core. No rule lives here.
+
+use kube::core::DynamicObject;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
+};
+use kube::core::response::Status;
+use serde_json::Value;
+
+use crate::core::mutate::to_patch;
+use crate::core::{Decision, Inventory, Operation, Policy, judge};
+
+/// Which webhook is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// A body that is not an AdmissionReview with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not an admission.k8s.io/v1 AdmissionReview: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("unsupported AdmissionReview apiVersion {0:?}; pitrguard speaks admission.k8s.io/v1")]
+    Version(String),
+}
+
+pub type Request = AdmissionRequest<DynamicObject>;
+
+pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
+    if review.types.api_version != "admission.k8s.io/v1" {
+        return Err(ReviewError::Version(review.types.api_version));
+    }
+    review.try_into().map_err(|_| ReviewError::NoRequest)
+}
+
+fn operation(op: &KubeOperation) -> Operation {
+    match op {
+        KubeOperation::Create => Operation::Create,
+        KubeOperation::Update => Operation::Update,
+        KubeOperation::Delete => Operation::Delete,
+        KubeOperation::Connect => Operation::Connect,
+    }
+}
+
+pub fn operation_name(req: &Request) -> &'static str {
+    operation(&req.operation).as_str()
+}
+
+/// Judges the request. Subresource requests (`/status`) do not change the
+/// restore and are allowed untouched, like every object that is not a Restore.
+pub fn decide(req: &Request, inv: &dyn Inventory, policy: &Policy) -> Decision {
+    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Decision::skip(crate::core::decision::Skip::Operation(format!(
+            "the {} subresource",
+            req.sub_resource.as_deref().unwrap_or_default()
+        )));
+    }
+    let object = req
+        .object
+        .as_ref()
+        .and_then(|o| serde_json::to_value(o).ok());
+    let old = req
+        .old_object
+        .as_ref()
+        .and_then(|o| serde_json::to_value(o).ok());
+    let namespace = req.namespace.as_deref().unwrap_or("");
+    judge(
+        operation(&req.operation),
+        object.as_ref(),
+        old.as_ref(),
+        namespace,
+        inv,
+        policy,
+    )
+}
+
+/// The HTTP status code a denial carries in `status.code`.
+pub const DENIED_CODE: u16 = 422;
+
+/// Builds the response. The validating webhook denies; the mutating webhook
+/// never denies a rule violation (the validating one does, once) and patches
+/// only an object that passes every rule.
+pub fn respond(endpoint: Endpoint, req: &Request, decision: &Decision) -> AdmissionResponse {
+    let mut resp = AdmissionResponse::from(req);
+    let warnings: Vec<String> = decision
+        .warnings
+        .iter()
+        .filter(|w| endpoint == Endpoint::Validate || w.explains_mutation())
+        .map(|w| w.message.clone())
+        .collect();
+    match endpoint {
+        Endpoint::Validate if !decision.allowed() => {
+            resp = resp.deny(decision.message());
+            resp.result = Status::failure(&decision.message(), "Invalid").with_code(DENIED_CODE);
+        }
+        Endpoint::Validate => {}
+        Endpoint::Mutate => {
+            if !decision.mutations.is_empty() {
+                resp = resp
+                    .with_patch(to_patch(&decision.mutations))
+                    .expect("a JSON patch always serialises");
+            }
+        }
+    }
+    if !warnings.is_empty() {
+        resp.warnings = Some(warnings);
+    }
+    resp
+}
+
+/// A denial for when the inventory cannot answer yet (live mode before the first list).
+pub fn not_ready(req: &Request, why: &str) -> AdmissionResponse {
+    let mut resp = AdmissionResponse::from(req).deny(why);
+    resp.result = Status::failure(why, "ServiceUnavailable").with_code(503);
+    resp
+}
+
+/// The response body, as the API server expects it.
+///
+/// kube serialises the patch bytes as a JSON array of numbers; Go's `[]byte`
+/// convention (and every example in the Kubernetes docs) is a base64 string,
+/// which is also a third of the size, so that is what goes on the wire.
+pub fn review_body(resp: AdmissionResponse) -> Value {
+    use base64::Engine;
+    let patch = resp.patch.clone();
+    let mut body =
+        serde_json::to_value(resp.into_review()).expect("an AdmissionReview always serialises");
+    if let Some(bytes) = patch {
+        body["response"]["patch"] =
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    body
+}

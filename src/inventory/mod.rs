@@ -1,0 +1,52 @@
+//! Where the inventory comes from at run time: one [`SharedInventory`] that
+//! the file loader fills once, or that live watches keep current, and that
+//! the webhook reads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::core::inventory::{Counts, Index};
+
+/// The core's [`Index`] behind a lock, with readiness.
+#[derive(Debug, Default)]
+pub struct SharedInventory {
+    index: RwLock<Index>,
+    ready: AtomicBool,
+}
+
+impl SharedInventory {
+    /// An inventory that is complete from the start (files).
+    pub fn ready(index: Index) -> Self {
+        Self {
+            index: RwLock::new(index),
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// An inventory that answers only after [`Self::mark_ready`] (live watches).
+    pub fn pending() -> Self {
+        Self::default()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Index> {
+        // A writer that panicked left a consistent index (every write is one
+        // map operation), so a poisoned lock is still safe to read.
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.read().counts()
+    }
+}

@@ -1,0 +1,139 @@
+//! Prometheus metrics (`GET /metrics` on the admin port).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub endpoint: &'static str,
+    /// The first broken rule, `none` when allowed, `skipped` when not judged.
+    pub rule: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50µs .. ~1.6s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+/// Every metric pitrguard exports.
+pub struct Metrics {
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub request_duration: HistogramFamily<EndpointLabels>,
+    pub http_errors: Family<StatusLabels, Counter>,
+    pub inventory_objects: Family<KindLabels, Gauge>,
+    pub inventory_ready: Gauge,
+    pub cert_reloads: Family<ResultLabels, Counter>,
+    pub cert_expiry: Gauge,
+    /// Seconds since the live inventory last heard from the API server.
+    pub inventory_staleness: Gauge<f64, AtomicU64>,
+    pub watch_restarts: Counter,
+    /// Denials confirmed against the API server before being sent (read-your-writes).
+    pub fresh_reads: Family<ResultLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            decisions: Family::default(),
+            request_duration: HistogramFamily::new_with_constructor(latency_histogram),
+            http_errors: Family::default(),
+            inventory_objects: Family::default(),
+            inventory_ready: Gauge::default(),
+            cert_reloads: Family::default(),
+            cert_expiry: Gauge::default(),
+            inventory_staleness: Gauge::default(),
+            watch_restarts: Counter::default(),
+            fresh_reads: Family::default(),
+        }
+    }
+
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("pitrguard");
+        r.register(
+            "admission_decisions",
+            "Admission decisions by endpoint, rule and result",
+            self.decisions.clone(),
+        );
+        r.register(
+            "admission_request_duration_seconds",
+            "Time to answer an AdmissionReview",
+            self.request_duration.clone(),
+        );
+        r.register(
+            "http_errors",
+            "Requests answered with an HTTP error, by status",
+            self.http_errors.clone(),
+        );
+        r.register(
+            "inventory_objects",
+            "Objects in the inventory, by kind",
+            self.inventory_objects.clone(),
+        );
+        r.register(
+            "inventory_ready",
+            "1 once the inventory has synced",
+            self.inventory_ready.clone(),
+        );
+        r.register(
+            "tls_certificate_reloads",
+            "Serving certificate reloads, by result",
+            self.cert_reloads.clone(),
+        );
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Expiry (notAfter) of the serving certificate, as a Unix time",
+            self.cert_expiry.clone(),
+        );
+        r.register(
+            "inventory_staleness_seconds",
+            "Seconds since the live inventory last received an event or a successful list",
+            self.inventory_staleness.clone(),
+        );
+        r.register(
+            "inventory_watch_restarts",
+            "Times a watch of the live inventory restarted",
+            self.watch_restarts.clone(),
+        );
+        r.register(
+            "fresh_reads",
+            "Denials re-checked against the API server before being sent, by outcome",
+            self.fresh_reads.clone(),
+        );
+        r
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,182 @@
+//! The admission router: `POST /validate` and `POST /mutate`.
+//!
+//! Bad input is answered with a 4xx and a JSON error body, never a 500 and
+//! never a crash: 413 over the body limit, 415 for a body that is not JSON,
+//! 400 for JSON that is not an AdmissionReview, 404/405 for other routes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::admission::{self, Endpoint};
+use crate::core::{Decision, Policy};
+use crate::inventory::SharedInventory;
+use crate::metrics::{DecisionLabels, EndpointLabels, Metrics, StatusLabels};
+
+/// Request bodies above this are refused with 413 (the API server sends at most 3 MiB objects).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App {
+    pub inventory: Arc<SharedInventory>,
+    pub policy: Arc<Policy>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+async fn validate(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(Endpoint::Validate, &app, &headers, body)
+}
+
+async fn mutate(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(Endpoint::Mutate, &app, &headers, body)
+}
+
+async fn not_found(State(app): State<App>) -> Response {
+    error(
+        &app.metrics,
+        StatusCode::NOT_FOUND,
+        "no such endpoint; use POST /validate or POST /mutate",
+    )
+}
+
+async fn method_not_allowed(State(app): State<App>) -> Response {
+    error(
+        &app.metrics,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "use POST with an AdmissionReview body",
+    )
+}
+
+/// A JSON error body: `{"error": "...", "code": 400}`.
+pub fn error(metrics: &Metrics, status: StatusCode, message: impl std::fmt::Display) -> Response {
+    metrics
+        .http_errors
+        .get_or_create(&StatusLabels {
+            status: status.as_u16(),
+        })
+        .inc();
+    (
+        status,
+        Json(json!({"error": message.to_string(), "code": status.as_u16()})),
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn handle(
+    endpoint: Endpoint,
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return error(&app.metrics, rejection.status(), rejection.body_text()),
+    };
+    if !is_json(headers) {
+        return error(
+            &app.metrics,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    let req = match admission::parse_review(&body) {
+        Ok(r) => r,
+        Err(e) => return error(&app.metrics, StatusCode::BAD_REQUEST, e),
+    };
+    let (response, decision) = if app.inventory.is_ready() {
+        let decision = admission::decide(&req, &*app.inventory.read(), &app.policy);
+        (
+            admission::respond(endpoint, &req, &decision),
+            Some(decision),
+        )
+    } else {
+        let why = "pitrguard is not ready yet: its inventory of Backups has not synced; retry in a few seconds";
+        (admission::not_ready(&req, why), None)
+    };
+    let elapsed = started.elapsed();
+    record(app, endpoint, &req, &response, decision.as_ref(), elapsed);
+    (StatusCode::OK, Json(admission::review_body(response))).into_response()
+}
+
+fn record(
+    app: &App,
+    endpoint: Endpoint,
+    req: &admission::Request,
+    response: &kube::core::admission::AdmissionResponse,
+    decision: Option<&Decision>,
+    elapsed: std::time::Duration,
+) {
+    let rule = match decision {
+        None => "not-ready",
+        Some(d) if d.skipped.is_some() => "skipped",
+        Some(d) => d.violations.first().map_or("none", |v| v.rule.id()),
+    };
+    let result = if response.allowed {
+        "allowed"
+    } else {
+        "denied"
+    };
+    app.metrics
+        .decisions
+        .get_or_create(&DecisionLabels {
+            endpoint: endpoint.as_str(),
+            rule,
+            result,
+        })
+        .inc();
+    app.metrics
+        .request_duration
+        .get_or_create(&EndpointLabels {
+            endpoint: endpoint.as_str(),
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        uid = %req.uid,
+        namespace = req.namespace.as_deref().unwrap_or(""),
+        name = %req.name,
+        operation = admission::operation_name(req),
+        endpoint = endpoint.as_str(),
+        dry_run = req.dry_run,
+        allowed = response.allowed,
+        rule,
+        patched = response.patch.is_some(),
+        latency_us = elapsed.as_micros() as u64,
+        "admission decision"
+    );
+}

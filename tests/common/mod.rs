@@ -1,0 +1,87 @@
+//! Shared fixtures: the bundled examples as an inventory, and AdmissionReview builders.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pitrguard::core::Policy;
+use pitrguard::inventory::SharedInventory;
+use pitrguard::load::{build_index, read_documents};
+use pitrguard::metrics::Metrics;
+use pitrguard::server::webhook::App;
+use serde_json::{Value, json};
+
+pub fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+pub fn example_inventory() -> SharedInventory {
+    let docs = read_documents(&[examples()]).expect("examples load");
+    SharedInventory::ready(build_index(&docs).expect("examples index"))
+}
+
+pub fn app_with(inventory: SharedInventory) -> App {
+    App {
+        inventory: Arc::new(inventory),
+        policy: Arc::new(Policy::default()),
+        metrics: Arc::new(Metrics::new()),
+    }
+}
+
+pub fn app() -> App {
+    app_with(example_inventory())
+}
+
+/// A Restore OpsRequest in namespace `demo`.
+pub fn restore(api_version: &str, name: &str, restore: Value) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": "OpsRequest",
+        "metadata": {"name": name, "namespace": "demo"},
+        "spec": {"type": "Restore", "clusterName": format!("{name}-cluster"), "restore": restore}
+    })
+}
+
+pub fn pitr(api_version: &str, t: &str) -> Value {
+    restore(
+        api_version,
+        "r",
+        json!({"backupName": "pg-cluster-archive-wal", "restorePointInTime": t}),
+    )
+}
+
+pub const OPERATIONS: &str = "operations.kubeblocks.io/v1alpha1";
+pub const APPS: &str = "apps.kubeblocks.io/v1alpha1";
+
+/// An admission.k8s.io/v1 AdmissionReview as the API server sends it.
+pub fn review(operation: &str, object: Value, old_object: Value) -> Value {
+    let api = object
+        .get("apiVersion")
+        .or_else(|| old_object.get("apiVersion"))
+        .and_then(Value::as_str)
+        .unwrap_or("v1")
+        .to_string();
+    let (group, version) = api.split_once('/').unwrap_or(("", api.as_str()));
+    let kind = object
+        .get("kind")
+        .or_else(|| old_object.get("kind"))
+        .cloned()
+        .unwrap_or(json!("OpsRequest"));
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": "opsrequests"},
+            "name": "r",
+            "namespace": "demo",
+            "operation": operation,
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"],
+                         "extra": {"scopes.example.com/team": ["db", "ops"]}},
+            "object": object,
+            "oldObject": old_object,
+            "dryRun": false
+        }
+    })
+}

@@ -1,0 +1,249 @@
+//! Property tests of the core (proptest).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use pitrguard::admission::{Endpoint, parse_review, respond};
+use pitrguard::cli::windows::windows;
+use pitrguard::core::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage};
+use pitrguard::core::mutate::to_patch;
+use pitrguard::core::{Index, Operation, Policy, judge};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const NS: &str = "demo";
+
+fn t0() -> DateTime<Utc> {
+    "2024-05-07T10:00:00Z".parse().unwrap()
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        prop_oneof![
+            Just("Restore"),
+            Just("2024-05-07T10:30:00Z"),
+            Just("pg"),
+            Just("Parallel")
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("spec".to_string()),
+                    Just("restore".to_string()),
+                    Just("restoreSpec".to_string()),
+                    Just("backupName".to_string()),
+                    Just("restorePointInTime".to_string()),
+                    Just("volumeRestorePolicy".to_string()),
+                    Just("clusterName".to_string()),
+                    Just("metadata".to_string()),
+                    Just("annotations".to_string()),
+                    "[a-z]{1,6}",
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// An arbitrary JSON value dressed as a Restore OpsRequest of either group.
+fn arb_ops() -> impl Strategy<Value = Value> {
+    (arb_json(), arb_json(), any::<bool>()).prop_map(|(spec, meta, apps)| {
+        let mut spec = match spec {
+            Value::Object(m) => Value::Object(m),
+            other => json!({"restore": other}),
+        };
+        spec["type"] = json!("Restore");
+        json!({
+            "apiVersion": if apps { "apps.kubeblocks.io/v1alpha1" } else { "operations.kubeblocks.io/v1alpha1" },
+            "kind": "OpsRequest",
+            "metadata": meta,
+            "spec": spec,
+        })
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    index_desc: Vec<(String, BackupType, String, i64, bool)>,
+    log: (i64, i64),
+    base_required: bool,
+    t: i64,
+}
+
+fn lineage(same: bool) -> Lineage {
+    Lineage {
+        cluster_uid: Some(if same { "uid-1" } else { "uid-2" }.into()),
+        instance: Some("pg".into()),
+        component: Some("postgresql".into()),
+        policy_label: Some("pol".into()),
+    }
+}
+
+fn arb_scenario() -> impl Strategy<Value = Scenario> {
+    let base = (
+        prop_oneof![
+            Just(BackupType::Full),
+            Just(BackupType::Incremental),
+            Just(BackupType::Differential)
+        ],
+        prop_oneof![
+            Just("Completed"),
+            Just("Completed"),
+            Just("Failed"),
+            Just("Running")
+        ],
+        -600i64..4200,
+        prop::bool::weighted(0.85),
+    );
+    (
+        prop::collection::vec(base, 0..8),
+        0i64..1200,
+        0i64..3000,
+        any::<bool>(),
+        -900i64..5000,
+    )
+        .prop_map(|(bases, start, len, base_required, t)| Scenario {
+            index_desc: bases
+                .into_iter()
+                .enumerate()
+                .map(|(i, (ty, phase, end, same))| {
+                    (format!("base-{i}"), ty, phase.to_string(), end, same)
+                })
+                .collect(),
+            log: (start, start + len),
+            base_required,
+            t,
+        })
+}
+
+fn build(s: &Scenario) -> Index {
+    let at = |secs: i64| t0() + TimeDelta::seconds(secs);
+    let mut inv = Index::new();
+    inv.apply_backup(BackupFacts {
+        namespace: NS.into(),
+        name: "wal".into(),
+        backup_type: BackupType::Continuous,
+        phase: Some("Running".into()),
+        start: Some(at(s.log.0)),
+        end: Some(at(s.log.1)),
+        lineage: lineage(true),
+        policy_name: Some("pol".into()),
+        action_set: Some("pitr".into()),
+        has_cluster_snapshot: true,
+    });
+    inv.apply_action_set(ActionSetFacts {
+        name: "pitr".into(),
+        base_backup_required: s.base_required,
+    });
+    for (name, ty, phase, end, same) in &s.index_desc {
+        inv.apply_backup(BackupFacts {
+            namespace: NS.into(),
+            name: name.clone(),
+            backup_type: ty.clone(),
+            phase: Some(phase.clone()),
+            start: Some(at(end - 60)),
+            end: Some(at(*end)),
+            lineage: lineage(*same),
+            policy_name: Some("pol".into()),
+            action_set: None,
+            has_cluster_snapshot: true,
+        });
+    }
+    inv
+}
+
+fn restore_at(t: &str) -> Value {
+    json!({
+        "apiVersion": "operations.kubeblocks.io/v1alpha1",
+        "kind": "OpsRequest",
+        "metadata": {"name": "r", "namespace": NS},
+        "spec": {"type": "Restore", "clusterName": "new", "restore": {"backupName": "wal", "restorePointInTime": t}}
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn judging_arbitrary_objects_never_panics_and_allowed_means_no_violation(
+        object in arb_ops(), old in arb_ops(), s in arb_scenario(), update in any::<bool>()
+    ) {
+        let inv = build(&s);
+        let op = if update { Operation::Update } else { Operation::Create };
+        let d = judge(op, Some(&object), Some(&old), NS, &inv, &Policy::default());
+        prop_assert_eq!(d.allowed(), d.violations.is_empty());
+        if !d.allowed() {
+            prop_assert!(d.mutations.is_empty());
+            prop_assert!(!d.message().is_empty());
+        }
+        // The webhook says the same thing as the core.
+        let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": "operations.kubeblocks.io", "version": "v1alpha1", "kind": "OpsRequest"},
+            "resource": {"group": "operations.kubeblocks.io", "version": "v1alpha1", "resource": "opsrequests"},
+            "namespace": NS, "operation": "CREATE", "userInfo": {}, "object": object}});
+        if let Ok(req) = parse_review(&serde_json::to_vec(&review).unwrap()) {
+            let d = pitrguard::admission::decide(&req, &inv, &Policy::default());
+            prop_assert_eq!(respond(Endpoint::Validate, &req, &d).allowed, d.allowed());
+            prop_assert!(respond(Endpoint::Mutate, &req, &d).allowed);
+        }
+    }
+
+    #[test]
+    fn the_patch_applied_twice_equals_applied_once(
+        s in arb_scenario(),
+        layout in 0usize..4,
+        policy_set in prop_oneof![Just(None), Just(Some("")), Just(Some("Serial"))],
+        annotated in any::<bool>(),
+    ) {
+        let inv = build(&s);
+        let t = t0() + TimeDelta::seconds(s.t) + TimeDelta::milliseconds(if layout == 3 { 250 } else { 0 });
+        let raw = match layout {
+            0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            1 => t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).to_rfc3339(),
+            2 => t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%b %d,%Y %H:%M:%S UTC%z").to_string(),
+            _ => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        let mut object = restore_at(&raw);
+        if let Some(p) = policy_set {
+            object["spec"]["restore"]["volumeRestorePolicy"] = json!(p);
+        }
+        if annotated {
+            object["metadata"]["annotations"] = json!({"pitrguard.io/base-backup": "stale", "team": "db"});
+        }
+        let first = judge(Operation::Create, Some(&object), None, NS, &inv, &Policy::default());
+        let patch = to_patch(&first.mutations);
+        let mut once = object.clone();
+        json_patch::patch(&mut once, &patch).unwrap();
+        let second = judge(Operation::Create, Some(&once), None, NS, &inv, &Policy::default());
+        prop_assert!(second.mutations.is_empty(), "{:?}", second.mutations);
+        prop_assert_eq!(second.allowed(), first.allowed());
+        let mut twice = once.clone();
+        json_patch::patch(&mut twice, &to_patch(&second.mutations)).unwrap();
+        prop_assert_eq!(twice, once);
+    }
+
+    #[test]
+    fn validate_allows_t_exactly_inside_the_window_that_windows_prints(s in arb_scenario()) {
+        let inv = build(&s);
+        let t = t0() + TimeDelta::seconds(s.t);
+        let d = judge(Operation::Create, Some(&restore_at(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string())), None, NS, &inv, &Policy::default());
+        let printed = windows(&inv, None, None);
+        prop_assert_eq!(printed.len(), 1);
+        let inside = printed[0].restorable_window.as_ref().is_some_and(|w| {
+            let (a, b): (DateTime<Utc>, DateTime<Utc>) = (w.start.parse().unwrap(), w.end.parse().unwrap());
+            a <= t && t <= b
+        });
+        prop_assert_eq!(d.allowed(), inside, "window {:?}, violations {:?}", printed[0].restorable_window, d.violations);
+    }
+}
