@@ -1,1 +1,131 @@
-fn main() {}
+//! The cost of one admission decision as the inventory grows.
+//!
+//! `cargo bench --bench decision` — figures go to BENCHMARKS.md via
+//! `hack/bench-report.sh`. The naive scan is the baseline in the same run: it
+//! finds base candidates by walking every Backup, as a controller without an
+//! index would.
+
+use std::hint::black_box;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use pitrguard::core::facts::{BackupFacts, BackupType, CandidateMatch, Lineage};
+use pitrguard::core::{Index, Operation, Policy, judge};
+use serde_json::{Value, json};
+
+const BACKUPS_PER_CLUSTER: usize = 50;
+
+fn t0() -> DateTime<Utc> {
+    "2024-05-07T00:00:00Z".parse().unwrap()
+}
+
+/// `n` Backups: clusters of 50 (one continuous, 49 full), 20 clusters per namespace.
+fn inventory(n: usize) -> (Index, Vec<BackupFacts>) {
+    let mut index = Index::new();
+    let mut all = Vec::with_capacity(n);
+    for i in 0..n {
+        let cluster = i / BACKUPS_PER_CLUSTER;
+        let k = i % BACKUPS_PER_CLUSTER;
+        let lineage = Lineage {
+            cluster_uid: Some(format!("uid-{cluster}")),
+            instance: Some(format!("pg-{cluster}")),
+            component: Some("postgresql".into()),
+            policy_label: Some(format!("pol-{cluster}")),
+        };
+        let continuous = k == 0;
+        let end = t0() + TimeDelta::minutes(30 * k as i64 + 5);
+        let b = BackupFacts {
+            namespace: format!("ns-{}", cluster / 20),
+            name: if continuous {
+                format!("pg-{cluster}-wal")
+            } else {
+                format!("pg-{cluster}-full-{k}")
+            },
+            backup_type: if continuous {
+                BackupType::Continuous
+            } else {
+                BackupType::Full
+            },
+            phase: Some(if continuous { "Running" } else { "Completed" }.into()),
+            start: Some(if continuous {
+                t0()
+            } else {
+                end - TimeDelta::minutes(5)
+            }),
+            end: Some(if continuous {
+                t0() + TimeDelta::hours(25)
+            } else {
+                end
+            }),
+            lineage,
+            policy_name: Some(format!("pol-{cluster}")),
+            action_set: Some("pg-pitr".into()),
+            has_cluster_snapshot: true,
+        };
+        all.push(b.clone());
+        index.apply_backup(b);
+    }
+    (index, all)
+}
+
+fn request(n: usize) -> Value {
+    let cluster = (n / BACKUPS_PER_CLUSTER) / 2;
+    json!({
+        "apiVersion": "operations.kubeblocks.io/v1alpha1",
+        "kind": "OpsRequest",
+        "metadata": {"name": "restore", "namespace": format!("ns-{}", cluster / 20)},
+        "spec": {"type": "Restore", "clusterName": "restored", "restore": {
+            "backupName": format!("pg-{cluster}-wal"), "restorePointInTime": "2024-05-07T12:34:56Z"}}
+    })
+}
+
+/// Baseline: the base backup KubeBlocks would pick, found by scanning every Backup.
+fn naive_latest_base(all: &[BackupFacts], s: &BackupFacts, to: DateTime<Utc>) -> Option<String> {
+    let m: CandidateMatch = s.candidate_match();
+    all.iter()
+        .filter(|b| b.namespace == s.namespace && b.is_base() && m.matches(&b.lineage))
+        .filter(|b| b.end.is_some_and(|e| Some(e) >= s.start && e <= to))
+        .max_by(|a, b| a.end.cmp(&b.end).then_with(|| b.name.cmp(&a.name)))
+        .map(|b| b.name.clone())
+}
+
+fn decision(c: &mut Criterion) {
+    let policy = Policy::default();
+    let mut group = c.benchmark_group("decision");
+    for n in [100usize, 10_000, 100_000] {
+        let (index, all) = inventory(n);
+        let object = request(n);
+        let d = judge(Operation::Create, Some(&object), None, "", &index, &policy);
+        assert!(
+            d.allowed(),
+            "the benchmark request must pass: {:?}",
+            d.violations
+        );
+        group.bench_with_input(BenchmarkId::new("judge", n), &n, |b, _| {
+            b.iter(|| {
+                judge(
+                    Operation::Create,
+                    Some(black_box(&object)),
+                    None,
+                    "",
+                    &index,
+                    &policy,
+                )
+            })
+        });
+        let s = all
+            .iter()
+            .find(|b| b.name == object["spec"]["restore"]["backupName"])
+            .unwrap()
+            .clone();
+        let t: DateTime<Utc> = "2024-05-07T12:34:56Z".parse().unwrap();
+        assert_eq!(naive_latest_base(&all, &s, t), d.plan.unwrap().base_backup);
+        group.bench_with_input(BenchmarkId::new("naive-scan-baseline", n), &n, |b, _| {
+            b.iter(|| naive_latest_base(black_box(&all), &s, t))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decision);
+criterion_main!(benches);

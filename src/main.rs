@@ -1,13 +1,20 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pitrguard::cli::{Cli, Command, validate, windows};
+use pitrguard::cli::{Cli, Command, serve, validate, windows};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Windows(args) => windows::run(args),
+        Command::Certs(args) => pitrguard::certs::run(args),
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(serve::run(args))),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -15,5 +22,20 @@ fn main() -> ExitCode {
             eprintln!("pitrguard: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs go to stderr; `PITRGUARD_LOG_FORMAT=json` for one JSON object per line,
+/// `RUST_LOG` for the level (default `info`).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("PITRGUARD_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
     }
 }

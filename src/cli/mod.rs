@@ -1,6 +1,7 @@
 //! The command line: `pitrguard validate | windows | serve | certs`.
 //! Every flag can also be set as `PITRGUARD_<FLAG>`.
 
+pub mod serve;
 pub mod validate;
 pub mod windows;
 
@@ -29,6 +30,10 @@ pub enum Command {
     Validate(validate::Args),
     /// Show each continuous backup's log range, restorable window and base backups.
     Windows(windows::Args),
+    /// Run the validating and mutating admission webhook (HTTPS) and the admin port (HTTP).
+    Serve(serve::Args),
+    /// Make a development CA and serving certificate for the webhook.
+    Certs(crate::certs::CertsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -194,7 +194,11 @@ impl ReloadingTls {
             // A new client CA needs a new verifier, hence a new config;
             // a new serving certificate alone does not.
             let config = if snapshot.client_ca != state.in_use.client_ca {
-                Some(build_config(&self.provider, self.current.clone(), m.client_roots.clone())?)
+                Some(build_config(
+                    &self.provider,
+                    self.current.clone(),
+                    m.client_roots.clone(),
+                )?)
             } else {
                 None
             };
@@ -243,7 +247,10 @@ impl ReloadingTls {
 
     /// [`spawn_watcher`](ReloadingTls::spawn_watcher) with another polling
     /// period.
-    pub fn spawn_watcher_with_poll(self: &Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_watcher_with_poll(
+        self: &Arc<Self>,
+        poll: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         let dirs = watch_dirs(&self.files);
         tokio::spawn(watch_loop(weak, dirs, poll))
@@ -373,7 +380,11 @@ impl Material {
                 let mut roots = RootCertStore::empty();
                 for cert in certs {
                     roots.add(cert).map_err(|e| {
-                        invalid(FLAG_CLIENT_CA, path, format!("not a usable CA certificate: {e}"))
+                        invalid(
+                            FLAG_CLIENT_CA,
+                            path,
+                            format!("not a usable CA certificate: {e}"),
+                        )
                     })?;
                 }
                 Some(Arc::new(roots))
@@ -409,7 +420,10 @@ fn validity(cert: &CertificateDer<'_>) -> Result<(i64, i64), String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let validity = parsed.validity();
-    Ok((validity.not_before.timestamp(), validity.not_after.timestamp()))
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -504,13 +518,12 @@ fn is_change(kind: &EventKind) -> bool {
 async fn watch_loop(tls: Weak<ReloadingTls>, dirs: Vec<PathBuf>, poll: Duration) {
     let changed = Arc::new(tokio::sync::Notify::new());
     let signal = changed.clone();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
+    let watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) if is_change(&event.kind) => signal.notify_one(),
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "file watch error"),
-        }
-    });
+        });
     // Kept alive for the life of the loop; dropping it stops the watch.
     let _watcher = match watcher {
         Ok(mut watcher) => {

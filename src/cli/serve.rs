@@ -1,0 +1,225 @@
+//! `pitrguard serve`: the admission webhook over TLS, and the admin port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::TimeDelta;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::core::Policy;
+use crate::inventory::SharedInventory;
+use crate::load::{build_index, read_documents};
+use crate::metrics::Metrics;
+use crate::server::admin::{self, Admin, CertificateStatus};
+use crate::server::tls::{ReloadingTls, TlsFiles};
+use crate::server::transport::{Limits, serve_plain, serve_tls};
+use crate::server::webhook::{self, App};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Serving certificate (PEM). Without --tls-cert and --tls-key, development certificates are made in --dev-certs-dir.
+    #[arg(long, env = "PITRGUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "PITRGUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates must chain to; enables mutual TLS.
+    #[arg(long, env = "PITRGUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Address of the HTTPS webhook.
+    #[arg(long, default_value = "0.0.0.0:9443", env = "PITRGUARD_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Address of the plain-HTTP admin port (/healthz, /readyz, /metrics).
+    #[arg(long, default_value = "0.0.0.0:9090", env = "PITRGUARD_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+
+    /// Read Backups, ActionSets and Clusters from these files or directories instead of the cluster.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PITRGUARD_INVENTORY")]
+    pub inventory: Vec<PathBuf>,
+
+    /// volumeRestorePolicy that M1 fills in when it is absent.
+    #[arg(long, default_value = "Parallel", value_parser = ["Serial", "Parallel"], env = "PITRGUARD_DEFAULT_VOLUME_RESTORE_POLICY")]
+    pub default_volume_restore_policy: String,
+
+    /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        env = "PITRGUARD_EDGE_WARNING"
+    )]
+    pub edge_warning: i64,
+
+    /// Where development certificates are written when --tls-cert is not given.
+    #[arg(
+        long,
+        default_value = ".pitrguard/dev-certs",
+        env = "PITRGUARD_DEV_CERTS_DIR"
+    )]
+    pub dev_certs_dir: PathBuf,
+
+    /// How long in-flight requests may take to finish after SIGTERM (seconds).
+    #[arg(
+        long,
+        default_value_t = 20,
+        value_name = "SECONDS",
+        env = "PITRGUARD_DRAIN_TIMEOUT"
+    )]
+    pub drain_timeout: u64,
+}
+
+impl Args {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            default_volume_restore_policy: self.default_volume_restore_policy.clone(),
+            edge_warning: TimeDelta::seconds(self.edge_warning),
+        }
+    }
+
+    /// The certificate files: the given ones, or fresh development certificates.
+    fn tls_files(&self) -> anyhow::Result<TlsFiles> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            return Ok(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            });
+        }
+        let dir = &self.dev_certs_dir;
+        if !dir.join("tls.crt").exists() || !dir.join("tls.key").exists() {
+            let hosts: Vec<String> = ["127.0.0.1", "localhost"].map(String::from).into();
+            let certs =
+                crate::certs::generate(&hosts).context("making development certificates")?;
+            crate::certs::write(dir, &certs)
+                .with_context(|| format!("writing {}", dir.display()))?;
+        }
+        tracing::warn!(
+            dir = %dir.display(),
+            "no --tls-cert given: serving development certificates; clients trust {}/ca.crt",
+            dir.display()
+        );
+        Ok(TlsFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            client_ca: self.client_ca.clone(),
+        })
+    }
+}
+
+impl CertificateStatus for ReloadingTls {
+    fn not_after_unix(&self) -> Option<i64> {
+        ReloadingTls::not_after_unix(self)
+    }
+
+    fn reloads(&self) -> (u64, u64) {
+        (self.reloads_total(), self.reload_failures_total())
+    }
+}
+
+/// Resolves when SIGTERM or Ctrl-C arrives.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn waiter(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
+    let metrics = Arc::new(Metrics::new());
+    let inventory = if args.inventory.is_empty() {
+        anyhow::bail!(
+            "--inventory is required: name the files or directories with the Backups, ActionSets and Clusters"
+        )
+    } else {
+        let docs = read_documents(&args.inventory)?;
+        let index = build_index(&docs)?;
+        let counts = index.counts();
+        tracing::info!(
+            backups = counts.backups,
+            action_sets = counts.action_sets,
+            clusters = counts.clusters,
+            "inventory loaded from files"
+        );
+        Arc::new(SharedInventory::ready(index))
+    };
+
+    // Load the certificate before binding, so a bad flag fails fast and clearly.
+    let tls = ReloadingTls::load(args.tls_files()?)?;
+    let _watcher = tls.spawn_watcher();
+
+    let app = App {
+        inventory: inventory.clone(),
+        policy: Arc::new(args.policy()),
+        metrics: metrics.clone(),
+    };
+    let registry = Arc::new(metrics.registry());
+    let admin = Admin {
+        inventory,
+        metrics,
+        registry,
+        tls: Some(tls.clone() as Arc<dyn CertificateStatus>),
+    };
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
+    tracing::info!(listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, "pitrguard serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop_tx.send(true);
+        // A second signal stops at once.
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
+
+    let limits = Limits {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        ..Limits::default()
+    };
+    let webhook = serve_tls(
+        listener,
+        tls,
+        webhook::router(app),
+        limits,
+        waiter(&stop_rx),
+    );
+    let admin = serve_plain(admin_listener, admin::router(admin), waiter(&stop_rx));
+    let (w, a) = tokio::join!(webhook, admin);
+    w.context("webhook server")?;
+    a.context("admin server")?;
+    tracing::info!("stopped");
+    Ok(0)
+}
