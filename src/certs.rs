@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use chrono::Datelike as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 /// The default `--hosts`: local runs, and the in-cluster Service name the
@@ -58,11 +58,7 @@ impl DevCerts {
 /// addresses become IP SANs, anything else a DNS SAN. ECDSA P-256 keys.
 /// The first host is also the subject's common name.
 pub fn generate(hosts: &[String]) -> Result<DevCerts, rcgen::Error> {
-    let hosts: Vec<String> = hosts
-        .iter()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .collect();
+    let hosts: Vec<String> = hosts.iter().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect();
     // Backdated a day so that a node with a slightly late clock accepts it.
     let (year, month, day) = yesterday();
     let not_before = rcgen::date_time_ymd(year, month, day);
@@ -71,11 +67,7 @@ pub fn generate(hosts: &[String]) -> Result<DevCerts, rcgen::Error> {
     let mut ca = CertificateParams::default();
     ca.distinguished_name = name("pitrguard development CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca.not_before = not_before;
     ca.not_after = not_before + DAY * CA_DAYS;
     let ca_cert = ca.self_signed(&ca_key)?;
@@ -92,11 +84,7 @@ pub fn generate(hosts: &[String]) -> Result<DevCerts, rcgen::Error> {
     let issuer = Issuer::from_params(&ca, &ca_key);
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
 
-    Ok(DevCerts {
-        ca_pem: ca_cert.pem(),
-        cert_pem: leaf_cert.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    })
+    Ok(DevCerts { ca_pem: ca_cert.pem(), cert_pem: leaf_cert.pem(), key_pem: leaf_key.serialize_pem() })
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -130,9 +118,7 @@ pub fn write(dir: &Path, certs: &DevCerts) -> io::Result<()> {
 }
 
 fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    let file_name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
     tmp_name.push(".tmp");
@@ -181,28 +167,15 @@ pub struct CertsArgs {
 /// Runs `pitrguard certs`: generates, writes, and prints what it wrote and
 /// the `caBundle`. Exit code 0.
 pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
-    let hosts: Vec<String> = args
-        .hosts
-        .iter()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .collect();
-    anyhow::ensure!(
-        !hosts.is_empty(),
-        "--hosts: give at least one name or IP address"
-    );
+    let hosts: Vec<String> = args.hosts.iter().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect();
+    anyhow::ensure!(!hosts.is_empty(), "--hosts: give at least one name or IP address");
     let certs = generate(&hosts).context("--hosts: cannot make a certificate for these hosts")?;
     write(&args.out, &certs).with_context(|| format!("--out {}", args.out.display()))?;
 
     let dir = &args.out;
     let mut out = io::stdout().lock();
     writeln!(out, "wrote {}", dir.join("ca.crt").display())?;
-    writeln!(
-        out,
-        "wrote {} (valid for: {})",
-        dir.join("tls.crt").display(),
-        hosts.join(", ")
-    )?;
+    writeln!(out, "wrote {} (valid for: {})", dir.join("tls.crt").display(), hosts.join(", "))?;
     writeln!(out, "wrote {} (mode 0600)", dir.join("tls.key").display())?;
     writeln!(out, "wrote {}", dir.join("ca-bundle.b64").display())?;
     writeln!(

@@ -48,10 +48,7 @@ pub struct LoadError {
 
 impl LoadError {
     fn new(place: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Self {
-            place: place.to_string(),
-            message: message.to_string(),
-        }
+        Self { place: place.to_string(), message: message.to_string() }
     }
 }
 
@@ -64,9 +61,7 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| LoadError::new("-", e))?;
+            std::io::stdin().read_to_string(&mut text).map_err(|e| LoadError::new("-", e))?;
             parse_text("-", &text, false, &mut docs)?;
             continue;
         }
@@ -91,10 +86,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
             let path = entry.map_err(|e| LoadError::new(d.display(), e))?.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            ) {
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
                 files.push(path);
             }
         }
@@ -106,39 +98,21 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 fn read_file(path: &Path, docs: &mut Vec<Document>) -> Result<(), LoadError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| LoadError::new(&name, e))?;
-    let text =
-        String::from_utf8(bytes).map_err(|e| LoadError::new(&name, format!("not UTF-8: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| LoadError::new(&name, format!("not UTF-8: {e}")))?;
     let json = path.extension().is_some_and(|e| e == "json");
     parse_text(&name, &text, json, docs)
 }
 
 /// Splits `text` into documents: one JSON value, or a YAML stream.
-pub fn parse_text(
-    file: &str,
-    text: &str,
-    json: bool,
-    docs: &mut Vec<Document>,
-) -> Result<(), LoadError> {
+pub fn parse_text(file: &str, text: &str, json: bool, docs: &mut Vec<Document>) -> Result<(), LoadError> {
     if json {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            LoadError::new(
-                Origin {
-                    file: file.into(),
-                    document: 1,
-                    item: None,
-                },
-                e,
-            )
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| LoadError::new(Origin { file: file.into(), document: 1, item: None }, e))?;
         push(file, 1, value, docs);
         return Ok(());
     }
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let origin = Origin {
-            file: file.into(),
-            document: i + 1,
-            item: None,
-        };
+        let origin = Origin { file: file.into(), document: i + 1, item: None };
         let value = Value::deserialize(doc).map_err(|e| LoadError::new(&origin, e))?;
         push(file, i + 1, value, docs);
     }
@@ -147,34 +121,15 @@ pub fn parse_text(
 
 /// Adds a document, or the items of a `kind: List`; empty documents are skipped.
 fn push(file: &str, document: usize, value: Value, docs: &mut Vec<Document>) {
-    let is_list = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|k| k.ends_with("List"))
+    let is_list = value.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
         && value.get("items").is_some_and(Value::is_array);
     if is_list {
-        let Value::Array(items) = value["items"].clone() else {
-            unreachable!("checked above")
-        };
+        let Value::Array(items) = value["items"].clone() else { unreachable!("checked above") };
         for (i, item) in items.into_iter().enumerate() {
-            docs.push(Document {
-                origin: Origin {
-                    file: file.into(),
-                    document,
-                    item: Some(i + 1),
-                },
-                value: item,
-            });
+            docs.push(Document { origin: Origin { file: file.into(), document, item: Some(i + 1) }, value: item });
         }
     } else if !value.is_null() {
-        docs.push(Document {
-            origin: Origin {
-                file: file.into(),
-                document,
-                item: None,
-            },
-            value,
-        });
+        docs.push(Document { origin: Origin { file: file.into(), document, item: None }, value });
     }
 }
 
@@ -189,15 +144,9 @@ pub enum Kind {
 }
 
 pub fn kind_of(value: &Value) -> Kind {
-    let api = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let api = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let group = api.split_once('/').map_or("", |(g, _)| g);
-    match (
-        group,
-        value.get("kind").and_then(Value::as_str).unwrap_or(""),
-    ) {
+    match (group, value.get("kind").and_then(Value::as_str).unwrap_or("")) {
         ("apps.kubeblocks.io" | "operations.kubeblocks.io", "OpsRequest") => Kind::OpsRequest,
         ("dataprotection.kubeblocks.io", "Backup") => Kind::Backup,
         ("dataprotection.kubeblocks.io", "ActionSet") => Kind::ActionSet,
@@ -222,8 +171,7 @@ pub fn build_index(docs: &[Document]) -> Result<Index, LoadError> {
             Kind::Cluster => {
                 let meta = doc.value.get("metadata");
                 let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
-                let name = field("name")
-                    .ok_or_else(|| LoadError::new(&doc.origin, "Cluster without metadata.name"))?;
+                let name = field("name").ok_or_else(|| LoadError::new(&doc.origin, "Cluster without metadata.name"))?;
                 index.apply_cluster(field("namespace").unwrap_or(DEFAULT_NAMESPACE), name);
             }
             Kind::OpsRequest | Kind::Other => {}
@@ -233,11 +181,6 @@ pub fn build_index(docs: &[Document]) -> Result<Index, LoadError> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T, LoadError> {
-    let kind = doc
-        .value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("object");
-    serde_json::from_value(doc.value.clone())
-        .map_err(|e| LoadError::new(&doc.origin, format!("invalid {kind}: {e}")))
+    let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("object");
+    serde_json::from_value(doc.value.clone()).map_err(|e| LoadError::new(&doc.origin, format!("invalid {kind}: {e}")))
 }

@@ -78,36 +78,16 @@ impl Metrics {
 
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("pitrguard");
-        r.register(
-            "admission_decisions",
-            "Admission decisions by endpoint, rule and result",
-            self.decisions.clone(),
-        );
+        r.register("admission_decisions", "Admission decisions by endpoint, rule and result", self.decisions.clone());
         r.register(
             "admission_request_duration_seconds",
             "Time to answer an AdmissionReview",
             self.request_duration.clone(),
         );
-        r.register(
-            "http_errors",
-            "Requests answered with an HTTP error, by status",
-            self.http_errors.clone(),
-        );
-        r.register(
-            "inventory_objects",
-            "Objects in the inventory, by kind",
-            self.inventory_objects.clone(),
-        );
-        r.register(
-            "inventory_ready",
-            "1 once the inventory has synced",
-            self.inventory_ready.clone(),
-        );
-        r.register(
-            "tls_certificate_reloads",
-            "Serving certificate reloads, by result",
-            self.cert_reloads.clone(),
-        );
+        r.register("http_errors", "Requests answered with an HTTP error, by status", self.http_errors.clone());
+        r.register("inventory_objects", "Objects in the inventory, by kind", self.inventory_objects.clone());
+        r.register("inventory_ready", "1 once the inventory has synced", self.inventory_ready.clone());
+        r.register("tls_certificate_reloads", "Serving certificate reloads, by result", self.cert_reloads.clone());
         r.register(
             "tls_certificate_expiry_timestamp_seconds",
             "Expiry (notAfter) of the serving certificate, as a Unix time",

@@ -14,56 +14,33 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 async fn post_raw(app: App, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let req = Request::post(path)
-        .header("content-type", content_type)
-        .body(Body::from(body))
-        .unwrap();
+    let req = Request::post(path).header("content-type", content_type).body(Body::from(body)).unwrap();
     let resp = router(app).oneshot(req).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value =
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("body is JSON: {bytes:?}"));
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("body is JSON: {bytes:?}"));
     (status, value)
 }
 
 async fn post(app: App, path: &str, review: &Value) -> Value {
-    let (status, body) = post_raw(
-        app,
-        path,
-        "application/json",
-        serde_json::to_vec(review).unwrap(),
-    )
-    .await;
+    let (status, body) = post_raw(app, path, "application/json", serde_json::to_vec(review).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(body["kind"], "AdmissionReview");
-    assert_eq!(
-        body["response"]["uid"], review["request"]["uid"],
-        "the response echoes request.uid"
-    );
+    assert_eq!(body["response"]["uid"], review["request"]["uid"], "the response echoes request.uid");
     body["response"].clone()
 }
 
 fn patch_of(response: &Value) -> Value {
     let b64 = response["patch"].as_str().expect("a patch");
     assert_eq!(response["patchType"], "JSONPatch");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
+    serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
 }
 
 #[tokio::test]
 async fn create_outside_the_window_is_denied_with_the_spec_message() {
     for api in [OPERATIONS, APPS] {
-        let r = post(
-            app(),
-            "/validate",
-            &review("CREATE", pitr(api, "2024-05-07T11:00:00Z"), Value::Null),
-        )
-        .await;
+        let r = post(app(), "/validate", &review("CREATE", pitr(api, "2024-05-07T11:00:00Z"), Value::Null)).await;
         assert_eq!(r["allowed"], false);
         assert_eq!(r["status"]["code"], 422);
         assert_eq!(
@@ -73,12 +50,7 @@ async fn create_outside_the_window_is_denied_with_the_spec_message() {
              2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"
         );
         // The mutating webhook lets the validating one deny, and patches nothing.
-        let m = post(
-            app(),
-            "/mutate",
-            &review("CREATE", pitr(api, "2024-05-07T11:00:00Z"), Value::Null),
-        )
-        .await;
+        let m = post(app(), "/mutate", &review("CREATE", pitr(api, "2024-05-07T11:00:00Z"), Value::Null)).await;
         assert_eq!(m["allowed"], true);
         assert!(m.get("patch").is_none());
     }
@@ -87,17 +59,9 @@ async fn create_outside_the_window_is_denied_with_the_spec_message() {
 #[tokio::test]
 async fn create_inside_the_window_is_allowed_and_mutated() {
     let object = pitr(OPERATIONS, "May 07,2024 18:30:00 UTC+0800");
-    let v = post(
-        app(),
-        "/validate",
-        &review("CREATE", object.clone(), Value::Null),
-    )
-    .await;
+    let v = post(app(), "/validate", &review("CREATE", object.clone(), Value::Null)).await;
     assert_eq!(v["allowed"], true);
-    assert!(
-        v.get("patch").is_none(),
-        "the validating webhook never patches"
-    );
+    assert!(v.get("patch").is_none(), "the validating webhook never patches");
     let m = post(app(), "/mutate", &review("CREATE", object, Value::Null)).await;
     assert_eq!(m["allowed"], true);
     assert_eq!(
@@ -110,23 +74,13 @@ async fn create_inside_the_window_is_allowed_and_mutated() {
     );
     let warnings = m["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1);
-    assert!(
-        warnings[0]
-            .as_str()
-            .unwrap()
-            .contains("was replaced by its normal form 2024-05-07T10:30:00Z")
-    );
+    assert!(warnings[0].as_str().unwrap().contains("was replaced by its normal form 2024-05-07T10:30:00Z"));
 }
 
 #[tokio::test]
 async fn the_validating_webhook_sends_w3_and_the_mutating_one_does_not() {
     let object = pitr(OPERATIONS, "2024-05-07T10:47:00Z");
-    let v = post(
-        app(),
-        "/validate",
-        &review("CREATE", object.clone(), Value::Null),
-    )
-    .await;
+    let v = post(app(), "/validate", &review("CREATE", object.clone(), Value::Null)).await;
     assert!(v["warnings"][0].as_str().unwrap().contains("still Running"));
     let m = post(app(), "/mutate", &review("CREATE", object, Value::Null)).await;
     assert!(m.get("warnings").is_none(), "{m}");
@@ -137,12 +91,7 @@ async fn update_is_judged_only_when_the_restore_changes() {
     let old = pitr(OPERATIONS, "2024-05-07T10:30:00Z");
     let mut moved = old.clone();
     moved["spec"]["restore"]["restorePointInTime"] = json!("2024-05-07T11:00:00Z");
-    let r = post(
-        app(),
-        "/validate",
-        &review("UPDATE", moved.clone(), old.clone()),
-    )
-    .await;
+    let r = post(app(), "/validate", &review("UPDATE", moved.clone(), old.clone())).await;
     assert_eq!(r["allowed"], false);
 
     let mut labelled = moved.clone();
@@ -153,12 +102,7 @@ async fn update_is_judged_only_when_the_restore_changes() {
 
 #[tokio::test]
 async fn delete_with_a_null_object_is_allowed() {
-    let r = post(
-        app(),
-        "/validate",
-        &review("DELETE", Value::Null, pitr(OPERATIONS, "garbage")),
-    )
-    .await;
+    let r = post(app(), "/validate", &review("DELETE", Value::Null, pitr(OPERATIONS, "garbage"))).await;
     assert_eq!(r["allowed"], true);
     assert!(r.get("patch").is_none());
 }
@@ -195,10 +139,7 @@ async fn other_kinds_and_other_ops_pass_untouched() {
         for path in ["/validate", "/mutate"] {
             let r = post(app(), path, &review("CREATE", object.clone(), Value::Null)).await;
             assert_eq!(r["allowed"], true);
-            assert!(
-                r.get("patch").is_none() && r.get("warnings").is_none(),
-                "{r}"
-            );
+            assert!(r.get("patch").is_none() && r.get("warnings").is_none(), "{r}");
         }
     }
 }
@@ -206,24 +147,10 @@ async fn other_kinds_and_other_ops_pass_untouched() {
 #[tokio::test]
 async fn before_the_inventory_syncs_every_restore_is_denied_as_not_ready() {
     let pending = app_with(SharedInventory::pending());
-    let r = post(
-        pending,
-        "/validate",
-        &review(
-            "CREATE",
-            pitr(OPERATIONS, "2024-05-07T10:30:00Z"),
-            Value::Null,
-        ),
-    )
-    .await;
+    let r = post(pending, "/validate", &review("CREATE", pitr(OPERATIONS, "2024-05-07T10:30:00Z"), Value::Null)).await;
     assert_eq!(r["allowed"], false);
     assert_eq!(r["status"]["code"], 503);
-    assert!(
-        r["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not ready yet")
-    );
+    assert!(r["status"]["message"].as_str().unwrap().contains("not ready yet"));
 }
 
 #[tokio::test]
@@ -231,48 +158,23 @@ async fn malformed_input_gets_a_json_4xx() {
     let big = vec![b' '; 4 * 1024 * 1024];
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
     let cases: Vec<(&str, &str, Vec<u8>, StatusCode)> = vec![
-        (
-            "empty body",
-            "application/json",
-            vec![],
-            StatusCode::BAD_REQUEST,
-        ),
+        ("empty body", "application/json", vec![], StatusCode::BAD_REQUEST),
         (
             "truncated",
             "application/json",
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionRe"#.to_vec(),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "4 MiB",
-            "application/json",
-            big,
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ),
-        (
-            "deeply nested",
-            "application/json",
-            nested,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "invalid UTF-8",
-            "application/json",
-            vec![b'{', 0xff, 0xfe, b'}'],
-            StatusCode::BAD_REQUEST,
-        ),
+        ("4 MiB", "application/json", big, StatusCode::PAYLOAD_TOO_LARGE),
+        ("deeply nested", "application/json", nested, StatusCode::BAD_REQUEST),
+        ("invalid UTF-8", "application/json", vec![b'{', 0xff, 0xfe, b'}'], StatusCode::BAD_REQUEST),
         (
             "wrong content type",
             "text/plain",
             serde_json::to_vec(&review("CREATE", pitr(OPERATIONS, "x"), Value::Null)).unwrap(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
-        (
-            "not a review",
-            "application/json",
-            br#"{"kind":"Pod"}"#.to_vec(),
-            StatusCode::BAD_REQUEST,
-        ),
+        ("not a review", "application/json", br#"{"kind":"Pod"}"#.to_vec(), StatusCode::BAD_REQUEST),
         (
             "no request",
             "application/json",
@@ -282,8 +184,7 @@ async fn malformed_input_gets_a_json_4xx() {
         (
             "v1beta1",
             "application/json",
-            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#
-                .to_vec(),
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#.to_vec(),
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -291,10 +192,7 @@ async fn malformed_input_gets_a_json_4xx() {
         let (status, json) = post_raw(app(), "/validate", ct, body).await;
         assert_eq!(status, want, "{what}: {json}");
         assert_eq!(json["code"], want.as_u16(), "{what}");
-        assert!(
-            json["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{what}"
-        );
+        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}");
     }
 }
 
@@ -303,19 +201,14 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let (status, json) = post_raw(app(), "/nope", "application/json", b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(json["error"].as_str().unwrap().contains("/validate"));
-    let resp = router(app())
-        .oneshot(Request::get("/validate").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let resp = router(app()).oneshot(Request::get("/validate").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
 async fn the_bundled_review_fixtures_answer_as_documented() {
-    let denied: Value =
-        serde_json::from_str(include_str!("../examples/admission/review-denied.json")).unwrap();
+    let denied: Value = serde_json::from_str(include_str!("../examples/admission/review-denied.json")).unwrap();
     assert_eq!(post(app(), "/validate", &denied).await["allowed"], false);
-    let allowed: Value =
-        serde_json::from_str(include_str!("../examples/admission/review-allowed.json")).unwrap();
+    let allowed: Value = serde_json::from_str(include_str!("../examples/admission/review-allowed.json")).unwrap();
     assert_eq!(post(app(), "/validate", &allowed).await["allowed"], true);
 }

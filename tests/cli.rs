@@ -12,36 +12,24 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 const PG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/postgresql");
 
 fn inventory_files() -> Vec<String> {
-    ["cluster.yaml", "actionsets.yaml", "backups.yaml"]
-        .iter()
-        .map(|f| format!("{PG}/{f}"))
-        .collect()
+    ["cluster.yaml", "actionsets.yaml", "backups.yaml"].iter().map(|f| format!("{PG}/{f}")).collect()
 }
 
 #[test]
 fn validate_the_examples_prints_one_line_per_opsrequest_and_exits_1() {
-    let out = pitrguard()
-        .args(["validate", EXAMPLES])
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
+    let out = pitrguard().args(["validate", EXAMPLES]).assert().code(1).get_output().stdout.clone();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().count(), 13, "{text}");
     assert!(text.contains("demo/pg-restore-1030: allowed: restore from backup \"demo/pg-cluster-archive-wal\" to 2024-05-07T10:30:00Z starting from base backup \"pg-cluster-full-1018\""));
-    assert!(text.contains("demo/pg-restore-1100: denied: spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end"));
-    assert!(
-        text.contains("demo/pg-restart: allowed: Restart OpsRequest, not a Restore; not judged")
-    );
+    assert!(text.contains(
+        "demo/pg-restore-1100: denied: spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end"
+    ));
+    assert!(text.contains("demo/pg-restart: allowed: Restart OpsRequest, not a Restore; not judged"));
 }
 
 #[test]
 fn all_allowed_exits_0_and_warnings_go_to_stderr() {
-    let mut args = vec![
-        "validate".to_string(),
-        format!("{PG}/restores/pitr-kbcli-time.yaml"),
-    ];
+    let mut args = vec!["validate".to_string(), format!("{PG}/restores/pitr-kbcli-time.yaml")];
     args.extend(inventory_files());
     pitrguard()
         .args(&args)
@@ -61,27 +49,12 @@ fn json_output_has_the_spec_fields_and_the_webhook_patch() {
         format!("{PG}/restores/pitr-after-end.yaml"),
     ];
     args.extend(inventory_files());
-    let out = pitrguard()
-        .args(&args)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
+    let out = pitrguard().args(&args).assert().code(1).get_output().stdout.clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), 2);
     for item in arr {
-        for key in [
-            "apiVersion",
-            "kind",
-            "namespace",
-            "name",
-            "allowed",
-            "message",
-            "warnings",
-            "patch",
-        ] {
+        for key in ["apiVersion", "kind", "namespace", "name", "allowed", "message", "warnings", "patch"] {
             assert!(item.get(key).is_some(), "missing {key} in {item}");
         }
     }
@@ -129,19 +102,12 @@ items:
 fn unreadable_and_malformed_files_exit_2_naming_file_and_document() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "apiVersion: v1\nkind: ConfigMap\n---\nkind: [unclosed\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\n---\nkind: [unclosed\n").unwrap();
     pitrguard()
         .args(["validate", bad.to_str().unwrap()])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(format!(
-            "{}: document 2",
-            bad.display()
-        )));
+        .stderr(predicate::str::contains(format!("{}: document 2", bad.display())));
 
     let bad_json = dir.path().join("x.json");
     std::fs::write(&bad_json, "{\"kind\": ").unwrap();
@@ -152,22 +118,22 @@ fn unreadable_and_malformed_files_exit_2_naming_file_and_document() {
         .stderr(predicate::str::contains("x.json: document 1"));
 
     let wrong_type = dir.path().join("backup.yaml");
-    std::fs::write(&wrong_type, "apiVersion: dataprotection.kubeblocks.io/v1alpha1\nkind: Backup\nmetadata: {name: b}\nstatus: {phase: [1]}\n").unwrap();
+    std::fs::write(
+        &wrong_type,
+        "apiVersion: dataprotection.kubeblocks.io/v1alpha1\nkind: Backup\nmetadata: {name: b}\nstatus: {phase: [1]}\n",
+    )
+    .unwrap();
     pitrguard()
         .args(["validate", wrong_type.to_str().unwrap()])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "backup.yaml: document 1: invalid Backup",
-        ));
+        .stderr(predicate::str::contains("backup.yaml: document 1: invalid Backup"));
 
     pitrguard()
         .args(["validate", "/nonexistent/pitrguard/input.yaml"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains(
-            "/nonexistent/pitrguard/input.yaml",
-        ));
+        .stderr(predicate::str::contains("/nonexistent/pitrguard/input.yaml"));
 
     let binary = dir.path().join("blob.yaml");
     std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
@@ -186,7 +152,9 @@ fn windows_prints_the_restorable_window() {
         .code(0)
         .stdout(predicate::str::contains("demo/pg-cluster-archive-wal (cluster pg-cluster, Running)"))
         .stdout(predicate::str::contains("restorable window:  2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"))
-        .stdout(predicate::str::contains("pg-cluster-full-1018 (ended 2024-05-07T10:20:03Z), pg-cluster-full-1034 (ended 2024-05-07T10:36:30Z)"));
+        .stdout(predicate::str::contains(
+            "pg-cluster-full-1018 (ended 2024-05-07T10:20:03Z), pg-cluster-full-1034 (ended 2024-05-07T10:36:30Z)",
+        ));
     let out = pitrguard()
         .args(["windows", "-o", "json", "--cluster", "pg-cluster", EXAMPLES])
         .assert()
@@ -207,18 +175,12 @@ fn windows_prints_the_restorable_window() {
         .get_output()
         .stdout
         .clone();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&none).unwrap(),
-        serde_json::json!([])
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&none).unwrap(), serde_json::json!([]));
 }
 
 #[test]
 fn flags_can_come_from_the_environment() {
-    let mut args = vec![
-        "validate".to_string(),
-        format!("{PG}/restores/pitr-allowed.yaml"),
-    ];
+    let mut args = vec!["validate".to_string(), format!("{PG}/restores/pitr-allowed.yaml")];
     args.extend(inventory_files());
     let out = pitrguard()
         .args(&args)
@@ -236,13 +198,6 @@ fn flags_can_come_from_the_environment() {
 #[test]
 fn usage_errors_exit_2_and_help_explains_exit_codes() {
     pitrguard().args(["validate"]).assert().code(2);
-    pitrguard()
-        .args(["validate", "--output", "xml", EXAMPLES])
-        .assert()
-        .code(2);
-    pitrguard()
-        .args(["--help"])
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("Exit codes"));
+    pitrguard().args(["validate", "--output", "xml", EXAMPLES]).assert().code(2);
+    pitrguard().args(["--help"]).assert().code(0).stdout(predicate::str::contains("Exit codes"));
 }

@@ -29,12 +29,7 @@ fn core_uses_no_io_no_clock_no_runtime() {
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap();
             for word in FORBIDDEN {
-                assert!(
-                    !code.contains(word),
-                    "{}:{}: the core must not use {word}: {line}",
-                    path.display(),
-                    n + 1
-                );
+                assert!(!code.contains(word), "{}:{}: the core must not use {word}: {line}", path.display(), n + 1);
             }
         }
         checked += 1;

@@ -20,17 +20,9 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
-        prop_oneof![
-            Just("Restore"),
-            Just("2024-05-07T10:30:00Z"),
-            Just("pg"),
-            Just("Parallel")
-        ]
-        .prop_map(Value::from),
+        prop_oneof![Just("Restore"), Just("2024-05-07T10:30:00Z"), Just("pg"), Just("Parallel")].prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
@@ -92,39 +84,23 @@ fn lineage(same: bool) -> Lineage {
 
 fn arb_scenario() -> impl Strategy<Value = Scenario> {
     let base = (
-        prop_oneof![
-            Just(BackupType::Full),
-            Just(BackupType::Incremental),
-            Just(BackupType::Differential)
-        ],
-        prop_oneof![
-            Just("Completed"),
-            Just("Completed"),
-            Just("Failed"),
-            Just("Running")
-        ],
+        prop_oneof![Just(BackupType::Full), Just(BackupType::Incremental), Just(BackupType::Differential)],
+        prop_oneof![Just("Completed"), Just("Completed"), Just("Failed"), Just("Running")],
         -600i64..4200,
         prop::bool::weighted(0.85),
     );
-    (
-        prop::collection::vec(base, 0..8),
-        0i64..1200,
-        0i64..3000,
-        any::<bool>(),
-        -900i64..5000,
-    )
-        .prop_map(|(bases, start, len, base_required, t)| Scenario {
+    (prop::collection::vec(base, 0..8), 0i64..1200, 0i64..3000, any::<bool>(), -900i64..5000).prop_map(
+        |(bases, start, len, base_required, t)| Scenario {
             index_desc: bases
                 .into_iter()
                 .enumerate()
-                .map(|(i, (ty, phase, end, same))| {
-                    (format!("base-{i}"), ty, phase.to_string(), end, same)
-                })
+                .map(|(i, (ty, phase, end, same))| (format!("base-{i}"), ty, phase.to_string(), end, same))
                 .collect(),
             log: (start, start + len),
             base_required,
             t,
-        })
+        },
+    )
 }
 
 fn build(s: &Scenario) -> Index {
@@ -142,10 +118,7 @@ fn build(s: &Scenario) -> Index {
         action_set: Some("pitr".into()),
         has_cluster_snapshot: true,
     });
-    inv.apply_action_set(ActionSetFacts {
-        name: "pitr".into(),
-        base_backup_required: s.base_required,
-    });
+    inv.apply_action_set(ActionSetFacts { name: "pitr".into(), base_backup_required: s.base_required });
     for (name, ty, phase, end, same) in &s.index_desc {
         inv.apply_backup(BackupFacts {
             namespace: NS.into(),

@@ -2,9 +2,7 @@
 //! `admission.k8s.io/v1` wire format and the core. No rule lives here.
 
 use kube::core::DynamicObject;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
-};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation};
 use kube::core::response::Status;
 use serde_json::Value;
 
@@ -70,23 +68,17 @@ pub fn decide(req: &Request, inv: &dyn Inventory, policy: &Policy) -> Decision {
             req.sub_resource.as_deref().unwrap_or_default()
         )));
     }
-    let object = req
-        .object
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok());
-    let old = req
-        .old_object
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok());
+    let object = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok());
+    let old = req.old_object.as_ref().and_then(|o| serde_json::to_value(o).ok());
     let namespace = req.namespace.as_deref().unwrap_or("");
-    judge(
-        operation(&req.operation),
-        object.as_ref(),
-        old.as_ref(),
-        namespace,
-        inv,
-        policy,
-    )
+    judge(operation(&req.operation), object.as_ref(), old.as_ref(), namespace, inv, policy)
+}
+
+/// The namespace of the source backup, for a request that names one.
+pub fn backup_namespace(req: &Request) -> Option<String> {
+    let object = serde_json::to_value(req.object.as_ref()?).ok()?;
+    let r = crate::core::request::decode(&object, req.namespace.as_deref().unwrap_or("")).ok()?;
+    Some(r.backup_namespace())
 }
 
 /// The HTTP status code a denial carries in `status.code`.
@@ -111,9 +103,7 @@ pub fn respond(endpoint: Endpoint, req: &Request, decision: &Decision) -> Admiss
         Endpoint::Validate => {}
         Endpoint::Mutate => {
             if !decision.mutations.is_empty() {
-                resp = resp
-                    .with_patch(to_patch(&decision.mutations))
-                    .expect("a JSON patch always serialises");
+                resp = resp.with_patch(to_patch(&decision.mutations)).expect("a JSON patch always serialises");
             }
         }
     }
@@ -138,11 +128,9 @@ pub fn not_ready(req: &Request, why: &str) -> AdmissionResponse {
 pub fn review_body(resp: AdmissionResponse) -> Value {
     use base64::Engine;
     let patch = resp.patch.clone();
-    let mut body =
-        serde_json::to_value(resp.into_review()).expect("an AdmissionReview always serialises");
+    let mut body = serde_json::to_value(resp.into_review()).expect("an AdmissionReview always serialises");
     if let Some(bytes) = patch {
-        body["response"]["patch"] =
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+        body["response"]["patch"] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
     }
     body
 }

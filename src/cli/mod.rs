@@ -36,6 +36,23 @@ pub enum Command {
     Certs(crate::certs::CertsArgs),
 }
 
+/// The inventory of an offline command: the documents' objects, or (`--live`) the cluster's.
+pub fn inventory(
+    inputs: &Inputs,
+    docs: &[crate::load::Document],
+    namespace: Option<&str>,
+) -> anyhow::Result<crate::core::Index> {
+    if !inputs.live {
+        return Ok(crate::load::build_index(docs)?);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client =
+            kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("--live: no usable kubeconfig: {e}"))?;
+        crate::inventory::live::list_once(&client, namespace).await
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -46,16 +63,14 @@ pub enum Output {
 #[derive(Debug, clap::Args)]
 pub struct Inputs {
     /// Files or directories (searched recursively for *.yaml, *.yml, *.json); `-` reads stdin.
-    #[arg(required = true, env = "PITRGUARD_PATHS", value_delimiter = ',')]
+    #[arg(required_unless_present = "live", env = "PITRGUARD_PATHS", value_delimiter = ',')]
     pub paths: Vec<PathBuf>,
 
+    /// Read Backups, ActionSets and Clusters from the current kubeconfig's cluster instead of the files.
+    #[arg(long, env = "PITRGUARD_LIVE")]
+    pub live: bool,
+
     /// Output format.
-    #[arg(
-        long,
-        short = 'o',
-        value_enum,
-        default_value = "text",
-        env = "PITRGUARD_OUTPUT"
-    )]
+    #[arg(long, short = 'o', value_enum, default_value = "text", env = "PITRGUARD_OUTPUT")]
     pub output: Output,
 }

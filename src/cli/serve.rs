@@ -12,12 +12,13 @@ use tokio::sync::watch;
 
 use crate::core::Policy;
 use crate::inventory::SharedInventory;
+use crate::inventory::live::{self, ApiFresh};
 use crate::load::{build_index, read_documents};
 use crate::metrics::Metrics;
 use crate::server::admin::{self, Admin, CertificateStatus};
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::transport::{Limits, serve_plain, serve_tls};
-use crate::server::webhook::{self, App};
+use crate::server::webhook::{self, App, FreshBackups};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,38 +42,29 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0:9090", env = "PITRGUARD_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
 
-    /// Read Backups, ActionSets and Clusters from these files or directories instead of the cluster.
+    /// Read Backups, ActionSets and Clusters from these files or directories. Without it, they are
+    /// watched in the cluster of the in-cluster config or the current kubeconfig.
     #[arg(long, num_args = 1.., value_delimiter = ',', env = "PITRGUARD_INVENTORY")]
     pub inventory: Vec<PathBuf>,
+
+    /// Without --inventory: watch Backups in this namespace only (default: all namespaces).
+    #[arg(long, short = 'n', env = "PITRGUARD_NAMESPACE", conflicts_with = "inventory")]
+    pub namespace: Option<String>,
 
     /// volumeRestorePolicy that M1 fills in when it is absent.
     #[arg(long, default_value = "Parallel", value_parser = ["Serial", "Parallel"], env = "PITRGUARD_DEFAULT_VOLUME_RESTORE_POLICY")]
     pub default_volume_restore_policy: String,
 
     /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
-    #[arg(
-        long,
-        default_value_t = 60,
-        value_name = "SECONDS",
-        env = "PITRGUARD_EDGE_WARNING"
-    )]
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING")]
     pub edge_warning: i64,
 
     /// Where development certificates are written when --tls-cert is not given.
-    #[arg(
-        long,
-        default_value = ".pitrguard/dev-certs",
-        env = "PITRGUARD_DEV_CERTS_DIR"
-    )]
+    #[arg(long, default_value = ".pitrguard/dev-certs", env = "PITRGUARD_DEV_CERTS_DIR")]
     pub dev_certs_dir: PathBuf,
 
     /// How long in-flight requests may take to finish after SIGTERM (seconds).
-    #[arg(
-        long,
-        default_value_t = 20,
-        value_name = "SECONDS",
-        env = "PITRGUARD_DRAIN_TIMEOUT"
-    )]
+    #[arg(long, default_value_t = 20, value_name = "SECONDS", env = "PITRGUARD_DRAIN_TIMEOUT")]
     pub drain_timeout: u64,
 }
 
@@ -87,30 +79,20 @@ impl Args {
     /// The certificate files: the given ones, or fresh development certificates.
     fn tls_files(&self) -> anyhow::Result<TlsFiles> {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            return Ok(TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: self.client_ca.clone(),
-            });
+            return Ok(TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: self.client_ca.clone() });
         }
         let dir = &self.dev_certs_dir;
         if !dir.join("tls.crt").exists() || !dir.join("tls.key").exists() {
             let hosts: Vec<String> = ["127.0.0.1", "localhost"].map(String::from).into();
-            let certs =
-                crate::certs::generate(&hosts).context("making development certificates")?;
-            crate::certs::write(dir, &certs)
-                .with_context(|| format!("writing {}", dir.display()))?;
+            let certs = crate::certs::generate(&hosts).context("making development certificates")?;
+            crate::certs::write(dir, &certs).with_context(|| format!("writing {}", dir.display()))?;
         }
         tracing::warn!(
             dir = %dir.display(),
             "no --tls-cert given: serving development certificates; clients trust {}/ca.crt",
             dir.display()
         );
-        Ok(TlsFiles {
-            cert: dir.join("tls.crt"),
-            key: dir.join("tls.key"),
-            client_ca: self.client_ca.clone(),
-        })
+        Ok(TlsFiles { cert: dir.join("tls.crt"), key: dir.join("tls.key"), client_ca: self.client_ca.clone() })
     }
 }
 
@@ -152,10 +134,17 @@ fn waiter(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'stat
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let metrics = Arc::new(Metrics::new());
-    let inventory = if args.inventory.is_empty() {
-        anyhow::bail!(
-            "--inventory is required: name the files or directories with the Backups, ActionSets and Clusters"
-        )
+    let (inventory, watch, fresh) = if args.inventory.is_empty() {
+        let client = kube::Client::try_default().await.context(
+            "no --inventory given, so pitrguard watches the cluster, but found no in-cluster config or kubeconfig",
+        )?;
+        let shared = Arc::new(SharedInventory::pending());
+        let watch = live::spawn(client.clone(), args.namespace.clone(), shared.clone(), metrics.clone());
+        tracing::info!(
+            namespace = args.namespace.as_deref().unwrap_or("<all>"),
+            "watching Backups, ActionSets and Clusters"
+        );
+        (shared, Some(watch), Some(Arc::new(ApiFresh(client)) as Arc<dyn FreshBackups>))
     } else {
         let docs = read_documents(&args.inventory)?;
         let index = build_index(&docs)?;
@@ -166,29 +155,18 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             clusters = counts.clusters,
             "inventory loaded from files"
         );
-        Arc::new(SharedInventory::ready(index))
+        (Arc::new(SharedInventory::ready(index)), None, None)
     };
 
     // Load the certificate before binding, so a bad flag fails fast and clearly.
     let tls = ReloadingTls::load(args.tls_files()?)?;
     let _watcher = tls.spawn_watcher();
 
-    let app = App {
-        inventory: inventory.clone(),
-        policy: Arc::new(args.policy()),
-        metrics: metrics.clone(),
-    };
+    let app = App { inventory: inventory.clone(), policy: Arc::new(args.policy()), metrics: metrics.clone(), fresh };
     let registry = Arc::new(metrics.registry());
-    let admin = Admin {
-        inventory,
-        metrics,
-        registry,
-        tls: Some(tls.clone() as Arc<dyn CertificateStatus>),
-    };
+    let admin = Admin { inventory, metrics, registry, tls: Some(tls.clone() as Arc<dyn CertificateStatus>), watch };
 
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
@@ -205,17 +183,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         std::process::exit(130);
     });
 
-    let limits = Limits {
-        drain_timeout: Duration::from_secs(args.drain_timeout),
-        ..Limits::default()
-    };
-    let webhook = serve_tls(
-        listener,
-        tls,
-        webhook::router(app),
-        limits,
-        waiter(&stop_rx),
-    );
+    let limits = Limits { drain_timeout: Duration::from_secs(args.drain_timeout), ..Limits::default() };
+    let webhook = serve_tls(listener, tls, webhook::router(app), limits, waiter(&stop_rx));
     let admin = serve_plain(admin_listener, admin::router(admin), waiter(&stop_rx));
     let (w, a) = tokio::join!(webhook, admin);
     w.context("webhook server")?;

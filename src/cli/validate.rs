@@ -20,12 +20,7 @@ pub struct Args {
     pub default_volume_restore_policy: String,
 
     /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
-    #[arg(
-        long,
-        default_value_t = 60,
-        value_name = "SECONDS",
-        env = "PITRGUARD_EDGE_WARNING"
-    )]
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING")]
     pub edge_warning: i64,
 }
 
@@ -56,13 +51,7 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn new(doc: &Document, decision: &Decision) -> Self {
-        let field = |p: &str| {
-            doc.value
-                .pointer(p)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
+        let field = |p: &str| doc.value.pointer(p).and_then(|v| v.as_str()).unwrap_or("").to_string();
         let namespace = Some(field("/metadata/namespace")).filter(|n| !n.is_empty());
         Self {
             api_version: field("/apiVersion"),
@@ -71,48 +60,34 @@ impl Verdict {
             name: field("/metadata/name"),
             allowed: decision.allowed(),
             message: decision.message(),
-            warnings: decision
-                .warnings
-                .iter()
-                .map(|w| w.message.clone())
-                .collect(),
+            warnings: decision.warnings.iter().map(|w| w.message.clone()).collect(),
             patch: to_patch(&decision.mutations),
-            rules: decision
-                .rules()
-                .iter()
-                .map(|r| r.id().to_string())
-                .collect(),
+            rules: decision.rules().iter().map(|r| r.id().to_string()).collect(),
         }
     }
 }
 
+/// Judges every OpsRequest in `docs` against the objects in `docs`.
+pub fn verdicts(docs: &[Document], policy: &Policy) -> Result<Vec<Verdict>, crate::load::LoadError> {
+    Ok(verdicts_with(docs, &build_index(docs)?, policy))
+}
+
 /// Judges every OpsRequest in `docs`, as the webhook would judge its CREATE.
-pub fn verdicts(
-    docs: &[Document],
-    policy: &Policy,
-) -> Result<Vec<Verdict>, crate::load::LoadError> {
-    let index = build_index(docs)?;
-    Ok(docs
-        .iter()
+pub fn verdicts_with(docs: &[Document], index: &crate::core::Index, policy: &Policy) -> Vec<Verdict> {
+    docs.iter()
         .filter(|d| kind_of(&d.value) == Kind::OpsRequest)
         .map(|d| {
-            let decision = judge(
-                Operation::Create,
-                Some(&d.value),
-                None,
-                DEFAULT_NAMESPACE,
-                &index,
-                policy,
-            );
+            let decision = judge(Operation::Create, Some(&d.value), None, DEFAULT_NAMESPACE, index, policy);
             Verdict::new(d, &decision)
         })
-        .collect())
+        .collect()
 }
 
 /// Runs the command; returns the process exit code.
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     let docs = read_documents(&args.inputs.paths)?;
-    let verdicts = verdicts(&docs, &args.policy())?;
+    let index = super::inventory(&args.inputs, &docs, None)?;
+    let verdicts = verdicts_with(&docs, &index, &args.policy());
     let mut out = std::io::stdout().lock();
     match args.inputs.output {
         Output::Json => {
@@ -121,10 +96,7 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         }
         Output::Text => {
             if verdicts.is_empty() {
-                eprintln!(
-                    "pitrguard: no OpsRequest found in {} document(s)",
-                    docs.len()
-                );
+                eprintln!("pitrguard: no OpsRequest found in {} document(s)", docs.len());
             }
             for v in &verdicts {
                 let word = if v.allowed { "allowed" } else { "denied" };
@@ -135,9 +107,5 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if verdicts.iter().all(|v| v.allowed) {
-        0
-    } else {
-        1
-    })
+    Ok(if verdicts.iter().all(|v| v.allowed) { 0 } else { 1 })
 }

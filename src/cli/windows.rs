@@ -9,7 +9,7 @@ use crate::core::facts::BackupFacts;
 use crate::core::inventory::Inventory;
 use crate::core::time::format_time;
 use crate::core::window::{bases_in_range, window};
-use crate::load::{build_index, read_documents};
+use crate::load::read_documents;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,24 +52,14 @@ pub struct BackupWindow {
     pub base_backups: Vec<BaseBackup>,
 }
 
-fn range(
-    r: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-) -> Option<Range> {
-    r.map(|(a, b)| Range {
-        start: format_time(a),
-        end: format_time(b),
-    })
+fn range(r: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>) -> Option<Range> {
+    r.map(|(a, b)| Range { start: format_time(a), end: format_time(b) })
 }
 
 /// The windows of every continuous backup that passes the filters.
-pub fn windows(
-    inv: &dyn Inventory,
-    namespace: Option<&str>,
-    cluster: Option<&str>,
-) -> Vec<BackupWindow> {
+pub fn windows(inv: &dyn Inventory, namespace: Option<&str>, cluster: Option<&str>) -> Vec<BackupWindow> {
     let keep = |b: &BackupFacts| {
-        namespace.is_none_or(|n| b.namespace == n)
-            && cluster.is_none_or(|c| b.lineage.instance.as_deref() == Some(c))
+        namespace.is_none_or(|n| b.namespace == n) && cluster.is_none_or(|c| b.lineage.instance.as_deref() == Some(c))
     };
     inv.continuous_backups()
         .into_iter()
@@ -81,13 +71,7 @@ pub fn windows(
                 log_range: range(w.log_range),
                 restorable_window: range(w.restorable),
                 base_backup_required: w.base_required,
-                base_backups: bases
-                    .into_iter()
-                    .map(|b| BaseBackup {
-                        name: b.name,
-                        end: format_time(b.end),
-                    })
-                    .collect(),
+                base_backups: bases.into_iter().map(|b| BaseBackup { name: b.name, end: format_time(b.end) }).collect(),
                 cluster: s.lineage.instance,
                 phase: s.phase,
                 namespace: s.namespace,
@@ -120,34 +104,15 @@ pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
             w.cluster.as_deref().unwrap_or("<unlabelled>"),
             w.phase.as_deref().unwrap_or("no phase")
         )?;
-        writeln!(
-            out,
-            "  log range:          {}",
-            text(&w.log_range, "none (no start or end time yet)")
-        )?;
-        let none = if w.log_range.is_some() {
-            "none (no full backup completed inside the log range)"
-        } else {
-            "none"
-        };
-        writeln!(
-            out,
-            "  restorable window:  {}",
-            text(&w.restorable_window, none)
-        )?;
+        writeln!(out, "  log range:          {}", text(&w.log_range, "none (no start or end time yet)"))?;
+        let none = if w.log_range.is_some() { "none (no full backup completed inside the log range)" } else { "none" };
+        writeln!(out, "  restorable window:  {}", text(&w.restorable_window, none))?;
         if !w.base_backup_required {
-            writeln!(
-                out,
-                "  base backups:       not required (ActionSet sets baseBackupRequired: false)"
-            )?;
+            writeln!(out, "  base backups:       not required (ActionSet sets baseBackupRequired: false)")?;
         } else if w.base_backups.is_empty() {
             writeln!(out, "  base backups:       none")?;
         } else {
-            let list: Vec<String> = w
-                .base_backups
-                .iter()
-                .map(|b| format!("{} (ended {})", b.name, b.end))
-                .collect();
+            let list: Vec<String> = w.base_backups.iter().map(|b| format!("{} (ended {})", b.name, b.end)).collect();
             writeln!(out, "  base backups:       {}", list.join(", "))?;
         }
     }
@@ -156,10 +121,7 @@ pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     let docs = read_documents(&args.inputs.paths)?;
-    let index = build_index(&docs)?;
-    print(
-        &windows(&index, args.namespace.as_deref(), args.cluster.as_deref()),
-        args.inputs.output,
-    )?;
+    let index = super::inventory(&args.inputs, &docs, args.namespace.as_deref())?;
+    print(&windows(&index, args.namespace.as_deref(), args.cluster.as_deref()), args.inputs.output)?;
     Ok(0)
 }

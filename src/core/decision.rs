@@ -127,9 +127,7 @@ impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Skip::NotAnOpsRequest => f.write_str("not a KubeBlocks OpsRequest; not judged"),
-            Skip::NotARestore(t) if t.is_empty() => {
-                f.write_str("OpsRequest without spec.type; not judged")
-            }
+            Skip::NotARestore(t) if t.is_empty() => f.write_str("OpsRequest without spec.type; not judged"),
             Skip::NotARestore(t) => write!(f, "{t} OpsRequest, not a Restore; not judged"),
             Skip::Operation(op) => write!(f, "{op} is not judged"),
             Skip::UpdateWithoutRestoreChange => {
@@ -152,13 +150,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn skip(why: Skip) -> Self {
-        Self {
-            skipped: Some(why),
-            violations: vec![],
-            warnings: vec![],
-            mutations: vec![],
-            plan: None,
-        }
+        Self { skipped: Some(why), violations: vec![], warnings: vec![], mutations: vec![], plan: None }
     }
 
     pub fn allowed(&self) -> bool {
@@ -168,22 +160,14 @@ impl Decision {
     /// The denial message (every violation), or a one-line summary of an allowed restore.
     pub fn message(&self) -> String {
         if !self.violations.is_empty() {
-            return self
-                .violations
-                .iter()
-                .map(|v| v.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
+            return self.violations.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; ");
         }
         if let Some(skip) = &self.skipped {
             return skip.to_string();
         }
         match &self.plan {
             Some(p) => {
-                let mut s = format!(
-                    "restore from backup \"{}/{}\"",
-                    p.backup_namespace, p.backup_name
-                );
+                let mut s = format!("restore from backup \"{}/{}\"", p.backup_namespace, p.backup_name);
                 if let Some(t) = &p.point_in_time {
                     s.push_str(&format!(" to {t}"));
                 }
@@ -203,9 +187,5 @@ impl Decision {
 
 /// Inclusive instant range, printed `a .. b`.
 pub fn range_text(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-    format!(
-        "{} .. {}",
-        super::time::format_time(from),
-        super::time::format_time(to)
-    )
+    format!("{} .. {}", super::time::format_time(from), super::time::format_time(to))
 }

@@ -74,11 +74,7 @@ pub struct Lineage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CandidateMatch {
     /// Each label that the continuous backup has must be equal on the candidate.
-    Labels {
-        cluster_uid: Option<String>,
-        instance: Option<String>,
-        component: Option<String>,
-    },
+    Labels { cluster_uid: Option<String>, instance: Option<String>, component: Option<String> },
     /// The continuous backup has none of the three labels: the candidate's
     /// `backup-policy` label must equal its `spec.backupPolicyName`.
     Policy(Option<String>),
@@ -90,14 +86,8 @@ impl CandidateMatch {
             want.is_none() || want == have
         }
         match self {
-            Self::Labels {
-                cluster_uid,
-                instance,
-                component,
-            } => {
-                eq(cluster_uid, &b.cluster_uid)
-                    && eq(instance, &b.instance)
-                    && eq(component, &b.component)
+            Self::Labels { cluster_uid, instance, component } => {
+                eq(cluster_uid, &b.cluster_uid) && eq(instance, &b.instance) && eq(component, &b.component)
             }
             Self::Policy(policy) => policy.is_some() && policy == &b.policy_label,
         }
@@ -124,38 +114,19 @@ pub struct BackupFacts {
 impl BackupFacts {
     pub fn from_backup(b: &Backup, default_namespace: &str) -> Self {
         let labels = b.metadata.labels.as_ref();
-        let label = |k: &str| {
-            labels
-                .and_then(|l| l.get(k))
-                .filter(|v| !v.is_empty())
-                .cloned()
-        };
+        let label = |k: &str| labels.and_then(|l| l.get(k)).filter(|v| !v.is_empty()).cloned();
         let status = b.status.as_ref();
         let range = status.and_then(|s| s.time_range.as_ref());
         let time = |primary: Option<&String>, fallback: Option<&String>| {
             primary.or(fallback).and_then(|raw| parse_status_time(raw))
         };
         Self {
-            namespace: b
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| default_namespace.to_string()),
+            namespace: b.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_string()),
             name: b.metadata.name.clone().unwrap_or_default(),
-            backup_type: BackupType::from_label(
-                labels
-                    .and_then(|l| l.get(LABEL_BACKUP_TYPE))
-                    .map(String::as_str),
-            ),
+            backup_type: BackupType::from_label(labels.and_then(|l| l.get(LABEL_BACKUP_TYPE)).map(String::as_str)),
             phase: status.and_then(|s| s.phase.clone()),
-            start: time(
-                range.and_then(|r| r.start.as_ref()),
-                status.and_then(|s| s.start_timestamp.as_ref()),
-            ),
-            end: time(
-                range.and_then(|r| r.end.as_ref()),
-                status.and_then(|s| s.completion_timestamp.as_ref()),
-            ),
+            start: time(range.and_then(|r| r.start.as_ref()), status.and_then(|s| s.start_timestamp.as_ref())),
+            end: time(range.and_then(|r| r.end.as_ref()), status.and_then(|s| s.completion_timestamp.as_ref())),
             lineage: Lineage {
                 cluster_uid: label(LABEL_CLUSTER_UID),
                 instance: label(LABEL_INSTANCE),
@@ -181,9 +152,7 @@ impl BackupFacts {
 
     /// A Completed Full or Incremental backup with an end time.
     pub fn is_base(&self) -> bool {
-        self.backup_type.can_be_base()
-            && self.phase.as_deref() == Some("Completed")
-            && self.end.is_some()
+        self.backup_type.can_be_base() && self.phase.as_deref() == Some("Completed") && self.end.is_some()
     }
 
     /// How this (continuous) backup's base candidates are found.
@@ -213,12 +182,7 @@ impl ActionSetFacts {
     pub fn from_action_set(a: &ActionSet) -> Self {
         Self {
             name: a.metadata.name.clone().unwrap_or_default(),
-            base_backup_required: a
-                .spec
-                .restore
-                .as_ref()
-                .and_then(|r| r.base_backup_required)
-                .unwrap_or(true),
+            base_backup_required: a.spec.restore.as_ref().and_then(|r| r.base_backup_required).unwrap_or(true),
         }
     }
 }

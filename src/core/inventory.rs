@@ -30,42 +30,19 @@ pub trait Inventory {
     fn cluster_exists(&self, namespace: &str, name: &str) -> bool;
     /// Base candidates of `s` (same namespace, matching lineage) with `from <= end <= to`,
     /// ordered by end, then name.
-    fn bases_ending_between(
-        &self,
-        s: &BackupFacts,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Vec<BaseRef> {
+    fn bases_ending_between(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<BaseRef> {
         self.bases_in(s, from, to, Pick::All)
     }
     /// The earliest such candidate (ties: smallest name).
-    fn earliest_base(
-        &self,
-        s: &BackupFacts,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Option<BaseRef> {
-        self.bases_in(s, from, to, Pick::Earliest)
-            .into_iter()
-            .next()
+    fn earliest_base(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<BaseRef> {
+        self.bases_in(s, from, to, Pick::Earliest).into_iter().next()
     }
     /// The latest such candidate (ties: smallest name), as KubeBlocks picks it.
-    fn latest_base(
-        &self,
-        s: &BackupFacts,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Option<BaseRef> {
+    fn latest_base(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<BaseRef> {
         self.bases_in(s, from, to, Pick::Latest).into_iter().next()
     }
     /// The one range query the three above are made of.
-    fn bases_in(
-        &self,
-        s: &BackupFacts,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        pick: Pick,
-    ) -> Vec<BaseRef>;
+    fn bases_in(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef>;
     /// Names of continuous backups in `namespace` whose lineage matches `m`.
     fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String>;
     /// Every continuous backup, for `pitrguard windows`.
@@ -101,16 +78,10 @@ impl Namespace {
     fn index(&mut self, b: &BackupFacts) {
         if b.is_base() {
             let end = b.end.expect("is_base implies an end");
-            self.bases
-                .entry(b.lineage.clone())
-                .or_default()
-                .insert((end, b.name.clone()));
+            self.bases.entry(b.lineage.clone()).or_default().insert((end, b.name.clone()));
         }
         if b.is_continuous() {
-            self.continuous
-                .entry(b.lineage.clone())
-                .or_default()
-                .insert(b.name.clone());
+            self.continuous.entry(b.lineage.clone()).or_default().insert(b.name.clone());
         }
     }
 
@@ -123,28 +94,13 @@ impl Namespace {
         }
     }
 
-    fn groups<'a, T>(
-        map: &'a BTreeMap<Lineage, T>,
-        m: &'a CandidateMatch,
-    ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
+    fn groups<'a, T>(map: &'a BTreeMap<Lineage, T>, m: &'a CandidateMatch) -> Box<dyn Iterator<Item = &'a T> + 'a> {
         // A full lineage key is looked up directly; a partial one scans the groups.
-        if let CandidateMatch::Labels {
-            cluster_uid: Some(_),
-            instance: Some(_),
-            component: Some(_),
-        } = m
-        {
-            let prefix = map
-                .range(lineage_floor(m)..)
-                .take_while(move |(k, _)| m.matches(k))
-                .map(|(_, v)| v);
+        if let CandidateMatch::Labels { cluster_uid: Some(_), instance: Some(_), component: Some(_) } = m {
+            let prefix = map.range(lineage_floor(m)..).take_while(move |(k, _)| m.matches(k)).map(|(_, v)| v);
             return Box::new(prefix);
         }
-        Box::new(
-            map.iter()
-                .filter(move |(k, _)| m.matches(k))
-                .map(|(_, v)| v),
-        )
+        Box::new(map.iter().filter(move |(k, _)| m.matches(k)).map(|(_, v)| v))
     }
 }
 
@@ -152,11 +108,7 @@ impl Namespace {
 /// range scan starts at the first group that can match.
 fn lineage_floor(m: &CandidateMatch) -> Lineage {
     match m {
-        CandidateMatch::Labels {
-            cluster_uid,
-            instance,
-            component,
-        } => Lineage {
+        CandidateMatch::Labels { cluster_uid, instance, component } => Lineage {
             cluster_uid: cluster_uid.clone(),
             instance: instance.clone(),
             component: component.clone(),
@@ -227,16 +179,38 @@ impl Index {
     }
 
     pub fn apply_cluster(&mut self, namespace: &str, name: &str) {
-        self.namespaces
-            .entry(namespace.to_string())
-            .or_default()
-            .clusters
-            .insert(name.to_string());
+        self.namespaces.entry(namespace.to_string()).or_default().clusters.insert(name.to_string());
     }
 
     pub fn delete_cluster(&mut self, namespace: &str, name: &str) {
         if let Some(ns) = self.namespaces.get_mut(namespace) {
             ns.clusters.remove(name);
+        }
+    }
+
+    /// Replaces every Backup with `backups` (a watch's full re-list).
+    pub fn replace_backups(&mut self, backups: Vec<BackupFacts>) {
+        for ns in self.namespaces.values_mut() {
+            ns.backups.clear();
+            ns.bases.clear();
+            ns.continuous.clear();
+        }
+        for b in backups {
+            self.apply_backup(b);
+        }
+    }
+
+    pub fn replace_action_sets(&mut self, action_sets: Vec<ActionSetFacts>) {
+        self.action_sets = action_sets.into_iter().map(|a| (a.name.clone(), a)).collect();
+    }
+
+    /// Replaces every Cluster with `clusters`, given as (namespace, name).
+    pub fn replace_clusters(&mut self, clusters: Vec<(String, String)>) {
+        for ns in self.namespaces.values_mut() {
+            ns.clusters.clear();
+        }
+        for (namespace, name) in clusters {
+            self.apply_cluster(&namespace, &name);
         }
     }
 
@@ -259,18 +233,10 @@ impl Inventory for Index {
     }
 
     fn cluster_exists(&self, namespace: &str, name: &str) -> bool {
-        self.namespaces
-            .get(namespace)
-            .is_some_and(|n| n.clusters.contains(name))
+        self.namespaces.get(namespace).is_some_and(|n| n.clusters.contains(name))
     }
 
-    fn bases_in(
-        &self,
-        s: &BackupFacts,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        pick: Pick,
-    ) -> Vec<BaseRef> {
+    fn bases_in(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef> {
         let Some(ns) = self.namespaces.get(&s.namespace) else {
             return Vec::new();
         };
@@ -283,22 +249,14 @@ impl Inventory for Index {
             let mut range = ending_between(set, from, to);
             let hit = match pick {
                 Pick::All => {
-                    found.extend(range.map(|(end, name)| BaseRef {
-                        end: *end,
-                        name: name.clone(),
-                    }));
+                    found.extend(range.map(|(end, name)| BaseRef { end: *end, name: name.clone() }));
                     continue;
                 }
                 Pick::Earliest => range.next(),
                 // The last entry has the latest end but the largest name among ties.
-                Pick::Latest => range
-                    .next_back()
-                    .and_then(|(end, _)| ending_between(set, *end, *end).next()),
+                Pick::Latest => range.next_back().and_then(|(end, _)| ending_between(set, *end, *end).next()),
             };
-            found.extend(hit.map(|(end, name)| BaseRef {
-                end: *end,
-                name: name.clone(),
-            }));
+            found.extend(hit.map(|(end, name)| BaseRef { end: *end, name: name.clone() }));
         }
         found.sort();
         match pick {
@@ -306,11 +264,7 @@ impl Inventory for Index {
             Pick::Earliest => found.into_iter().take(1).collect(),
             Pick::Latest => {
                 let latest = found.iter().map(|b| b.end).max();
-                found
-                    .into_iter()
-                    .find(|b| Some(b.end) == latest)
-                    .into_iter()
-                    .collect()
+                found.into_iter().find(|b| Some(b.end) == latest).into_iter().collect()
             }
         }
     }
@@ -319,10 +273,7 @@ impl Inventory for Index {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Vec::new();
         };
-        let mut names: Vec<String> = Namespace::groups(&ns.continuous, m)
-            .flatten()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = Namespace::groups(&ns.continuous, m).flatten().cloned().collect();
         names.sort();
         names
     }
@@ -331,15 +282,50 @@ impl Inventory for Index {
         let mut out: Vec<BackupFacts> = self
             .namespaces
             .values()
-            .flat_map(|ns| {
-                ns.continuous
-                    .values()
-                    .flatten()
-                    .filter_map(|n| ns.backups.get(n))
-                    .cloned()
-            })
+            .flat_map(|ns| ns.continuous.values().flatten().filter_map(|n| ns.backups.get(n)).cloned())
             .collect();
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         out
+    }
+}
+
+/// The inventory with one namespace's Backups replaced by fresher ones, read
+/// straight from the API server (read-your-writes). ActionSets and Clusters
+/// come from the base.
+pub struct Overlay<'a> {
+    pub base: &'a dyn Inventory,
+    pub namespace: &'a str,
+    pub fresh: &'a Index,
+}
+
+impl Overlay<'_> {
+    fn pick(&self, namespace: &str) -> &dyn Inventory {
+        if namespace == self.namespace { self.fresh } else { self.base }
+    }
+}
+
+impl Inventory for Overlay<'_> {
+    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts> {
+        self.pick(namespace).backup(namespace, name)
+    }
+
+    fn action_set(&self, name: &str) -> Option<ActionSetFacts> {
+        self.base.action_set(name)
+    }
+
+    fn cluster_exists(&self, namespace: &str, name: &str) -> bool {
+        self.base.cluster_exists(namespace, name)
+    }
+
+    fn bases_in(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef> {
+        self.pick(&s.namespace).bases_in(s, from, to, pick)
+    }
+
+    fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String> {
+        self.pick(namespace).continuous_like(namespace, m)
+    }
+
+    fn continuous_backups(&self) -> Vec<BackupFacts> {
+        self.base.continuous_backups()
     }
 }

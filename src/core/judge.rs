@@ -30,12 +30,7 @@ impl Operation {
 }
 
 /// The fields whose change makes an UPDATE worth judging again.
-const RESTORE_POINTERS: [&str; 4] = [
-    "/spec/restore",
-    "/spec/restoreSpec",
-    "/spec/clusterName",
-    "/spec/clusterRef",
-];
+const RESTORE_POINTERS: [&str; 4] = ["/spec/restore", "/spec/restoreSpec", "/spec/clusterName", "/spec/clusterRef"];
 
 /// Judges one object. `namespace` stands in for a missing `metadata.namespace`.
 pub fn judge(
@@ -58,9 +53,7 @@ pub fn judge(
     }
     if operation == Operation::Update
         && let Some(old) = old_object
-        && RESTORE_POINTERS
-            .iter()
-            .all(|p| old.pointer(p) == object.pointer(p))
+        && RESTORE_POINTERS.iter().all(|p| old.pointer(p) == object.pointer(p))
     {
         return Decision::skip(Skip::UpdateWithoutRestoreChange);
     }

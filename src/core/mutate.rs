@@ -10,19 +10,11 @@ use super::request::RestoreField;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
     /// M1: `volumeRestorePolicy` absent (or empty) → the default.
-    VolumeRestorePolicy {
-        field: RestoreField,
-        value: String,
-        was_empty: bool,
-    },
+    VolumeRestorePolicy { field: RestoreField, value: String, was_empty: bool },
     /// M2: `restorePointInTime` → its normal form.
     PointInTime { field: RestoreField, value: String },
     /// M3: annotation `pitrguard.io/base-backup` → the base backup's name.
-    BaseBackup {
-        value: String,
-        annotations_exist: bool,
-        was_set: bool,
-    },
+    BaseBackup { value: String, annotations_exist: bool, was_set: bool },
 }
 
 impl Mutation {
@@ -36,38 +28,18 @@ impl Mutation {
 
     fn operation(&self) -> PatchOperation {
         match self {
-            Mutation::VolumeRestorePolicy {
-                field,
-                value,
-                was_empty,
-            } => set(
-                pointer(&["spec", field.json_key(), "volumeRestorePolicy"]),
-                value.as_str().into(),
-                *was_empty,
-            ),
-            Mutation::PointInTime { field, value } => set(
-                pointer(&["spec", field.json_key(), "restorePointInTime"]),
-                value.as_str().into(),
-                true,
-            ),
-            Mutation::BaseBackup {
-                value,
-                annotations_exist: true,
-                was_set,
-            } => set(
-                pointer(&["metadata", "annotations", ANNOTATION_BASE_BACKUP]),
-                value.as_str().into(),
-                *was_set,
-            ),
-            Mutation::BaseBackup {
-                value,
-                annotations_exist: false,
-                ..
-            } => set(
-                pointer(&["metadata", "annotations"]),
-                serde_json::json!({ ANNOTATION_BASE_BACKUP: value }),
-                false,
-            ),
+            Mutation::VolumeRestorePolicy { field, value, was_empty } => {
+                set(pointer(&["spec", field.json_key(), "volumeRestorePolicy"]), value.as_str().into(), *was_empty)
+            }
+            Mutation::PointInTime { field, value } => {
+                set(pointer(&["spec", field.json_key(), "restorePointInTime"]), value.as_str().into(), true)
+            }
+            Mutation::BaseBackup { value, annotations_exist: true, was_set } => {
+                set(pointer(&["metadata", "annotations", ANNOTATION_BASE_BACKUP]), value.as_str().into(), *was_set)
+            }
+            Mutation::BaseBackup { value, annotations_exist: false, .. } => {
+                set(pointer(&["metadata", "annotations"]), serde_json::json!({ ANNOTATION_BASE_BACKUP: value }), false)
+            }
         }
     }
 }
@@ -95,11 +67,8 @@ mod tests {
 
     #[test]
     fn annotation_keys_are_escaped() {
-        let patch = to_patch(&[Mutation::BaseBackup {
-            value: "full-1".into(),
-            annotations_exist: true,
-            was_set: false,
-        }]);
+        let patch =
+            to_patch(&[Mutation::BaseBackup { value: "full-1".into(), annotations_exist: true, was_set: false }]);
         let json = serde_json::to_value(&patch).unwrap();
         assert_eq!(
             json,
@@ -109,11 +78,8 @@ mod tests {
 
     #[test]
     fn missing_annotations_are_created_whole() {
-        let patch = to_patch(&[Mutation::BaseBackup {
-            value: "full-1".into(),
-            annotations_exist: false,
-            was_set: false,
-        }]);
+        let patch =
+            to_patch(&[Mutation::BaseBackup { value: "full-1".into(), annotations_exist: false, was_set: false }]);
         let json = serde_json::to_value(&patch).unwrap();
         assert_eq!(
             json,
@@ -129,10 +95,7 @@ mod tests {
                 value: "Parallel".into(),
                 was_empty: false,
             },
-            Mutation::PointInTime {
-                field: RestoreField::Restore,
-                value: "2024-05-07T10:07:45Z".into(),
-            },
+            Mutation::PointInTime { field: RestoreField::Restore, value: "2024-05-07T10:07:45Z".into() },
         ]);
         let json = serde_json::to_value(&patch).unwrap();
         assert_eq!(

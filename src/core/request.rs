@@ -67,20 +67,12 @@ impl RestoreRequest {
 
     /// `restorePointInTime`, when set and not empty.
     pub fn point_in_time(&self) -> Option<&str> {
-        self.restore
-            .as_ref()?
-            .restore_point_in_time
-            .as_deref()
-            .filter(|t| !t.is_empty())
+        self.restore.as_ref()?.restore_point_in_time.as_deref().filter(|t| !t.is_empty())
     }
 
     /// `volumeRestorePolicy`, when set and not empty.
     pub fn volume_restore_policy(&self) -> Option<&str> {
-        self.restore
-            .as_ref()?
-            .volume_restore_policy
-            .as_deref()
-            .filter(|p| !p.is_empty())
+        self.restore.as_ref()?.volume_restore_policy.as_deref().filter(|p| !p.is_empty())
     }
 }
 
@@ -98,10 +90,7 @@ pub fn ops_request_group(object: &Value) -> Option<&'static str> {
 
 /// `spec.type`, read before decoding so that any other OpsRequest passes untouched.
 pub fn ops_type(object: &Value) -> &str {
-    object
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    object.pointer("/spec/type").and_then(Value::as_str).unwrap_or("")
 }
 
 macro_rules! restore_fields {
@@ -120,13 +109,9 @@ macro_rules! restore_fields {
 pub fn decode(object: &Value, namespace: &str) -> Result<RestoreRequest, String> {
     let group = ops_request_group(object).ok_or("not a KubeBlocks OpsRequest")?;
     let (meta, cluster_name, restore, restore_field) = if group == GROUP_APPS {
-        let ops: opsrequest_apps::OpsRequest =
-            serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+        let ops: opsrequest_apps::OpsRequest = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
         let spec = ops.spec;
-        let cluster = spec
-            .cluster_name
-            .filter(|n| !n.is_empty())
-            .or(spec.cluster_ref);
+        let cluster = spec.cluster_name.filter(|n| !n.is_empty()).or(spec.cluster_ref);
         let (restore, field) = match (spec.restore, spec.restore_spec) {
             (Some(r), _) => (Some(restore_fields!(r)), RestoreField::Restore),
             (None, Some(r)) => (Some(restore_fields!(r)), RestoreField::RestoreSpec),
@@ -137,18 +122,10 @@ pub fn decode(object: &Value, namespace: &str) -> Result<RestoreRequest, String>
         let ops: opsrequest_operations::OpsRequest =
             serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
         let restore = ops.spec.restore.map(|r| restore_fields!(r));
-        (
-            ops.metadata,
-            ops.spec.cluster_name,
-            restore,
-            RestoreField::Restore,
-        )
+        (ops.metadata, ops.spec.cluster_name, restore, RestoreField::Restore)
     };
     Ok(RestoreRequest {
-        namespace: meta
-            .namespace
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| namespace.to_string()),
+        namespace: meta.namespace.filter(|n| !n.is_empty()).unwrap_or_else(|| namespace.to_string()),
         name: meta.name.or(meta.generate_name).unwrap_or_default(),
         cluster_name,
         restore,

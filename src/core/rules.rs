@@ -24,10 +24,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self {
-            default_volume_restore_policy: "Parallel".into(),
-            edge_warning: TimeDelta::seconds(60),
-        }
+        Self { default_volume_restore_policy: "Parallel".into(), edge_warning: TimeDelta::seconds(60) }
     }
 }
 
@@ -56,12 +53,7 @@ impl Judge<'_> {
 
 /// Judges a Restore OpsRequest against the inventory.
 pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> Decision {
-    let mut j = Judge {
-        req,
-        inv,
-        violations: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut j = Judge { req, inv, violations: Vec::new(), warnings: Vec::new() };
     r2_new_cluster_name(&mut j);
     r12_volume_restore_policy(&mut j);
     let t = r8_point_in_time_parses(&mut j);
@@ -81,10 +73,7 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
         point_in_time: t.map(|t| t.normal_form()),
         window: None,
         base_backup: None,
-        volume_restore_policy: req
-            .volume_restore_policy()
-            .unwrap_or(&policy.default_volume_restore_policy)
-            .to_string(),
+        volume_restore_policy: req.volume_restore_policy().unwrap_or(&policy.default_volume_restore_policy).to_string(),
     };
     if !s.is_continuous() {
         r6_no_point_in_time_for_full(&mut j, &s);
@@ -113,30 +102,18 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
             // M1
             mutations.push(Mutation::VolumeRestorePolicy {
                 field: req.restore_field,
-                value: plan
-                    .as_ref()
-                    .map(|p| p.volume_restore_policy.clone())
-                    .unwrap_or_default(),
-                was_empty: req
-                    .restore
-                    .as_ref()
-                    .and_then(|r| r.volume_restore_policy.as_ref())
-                    .is_some(),
+                value: plan.as_ref().map(|p| p.volume_restore_policy.clone()).unwrap_or_default(),
+                was_empty: req.restore.as_ref().and_then(|r| r.volume_restore_policy.as_ref()).is_some(),
             });
         }
-        if let (Some(raw), Some(normal)) = (
-            req.point_in_time(),
-            plan.as_ref().and_then(|p| p.point_in_time.clone()),
-        ) && raw != normal
+        if let (Some(raw), Some(normal)) = (req.point_in_time(), plan.as_ref().and_then(|p| p.point_in_time.clone()))
+            && raw != normal
         {
             // M2, W1, W2
             let t = PointInTime::parse(raw).expect("a normal form comes from a parsed time");
             j.warn(
                 WarningId::W1,
-                format!(
-                    "{}: \"{raw}\" was replaced by its normal form {normal}",
-                    j.field("restorePointInTime")
-                ),
+                format!("{}: \"{raw}\" was replaced by its normal form {normal}", j.field("restorePointInTime")),
             );
             if t.has_fraction() {
                 j.warn(
@@ -147,17 +124,11 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
                     ),
                 );
             }
-            mutations.push(Mutation::PointInTime {
-                field: req.restore_field,
-                value: normal,
-            });
+            mutations.push(Mutation::PointInTime { field: req.restore_field, value: normal });
         }
         if let Some(base) = plan.as_ref().and_then(|p| p.base_backup.clone()) {
             // M3
-            let current = req
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ANNOTATION_BASE_BACKUP));
+            let current = req.annotations.as_ref().and_then(|a| a.get(ANNOTATION_BASE_BACKUP));
             if current != Some(&base) {
                 mutations.push(Mutation::BaseBackup {
                     value: base,
@@ -169,32 +140,20 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
     }
     // W1/W2 before W3, as kubectl lists them.
     j.warnings.sort_by_key(|w| w.id);
-    Decision {
-        skipped: None,
-        violations: j.violations,
-        warnings: j.warnings,
-        mutations,
-        plan,
-    }
+    Decision { skipped: None, violations: j.violations, warnings: j.warnings, mutations, plan }
 }
 
 /// R1: `restore` is present and `backupName` is not empty.
 fn r1_backup_named(j: &mut Judge<'_>) -> Option<String> {
     let Some(restore) = &j.req.restore else {
-        j.deny(
-            Rule::R1,
-            "spec.restore: missing; a Restore OpsRequest needs spec.restore.backupName".into(),
-        );
+        j.deny(Rule::R1, "spec.restore: missing; a Restore OpsRequest needs spec.restore.backupName".into());
         return None;
     };
     match restore.backup_name.as_deref().filter(|n| !n.is_empty()) {
         Some(name) => Some(name.to_string()),
         None => {
             let field = j.field("backupName");
-            j.deny(
-                Rule::R1,
-                format!("{field}: empty; name the Backup to restore from"),
-            );
+            j.deny(Rule::R1, format!("{field}: empty; name the Backup to restore from"));
             None
         }
     }
@@ -222,10 +181,7 @@ fn r3_backup_exists(j: &mut Judge<'_>, namespace: &str, name: &str) -> Option<Ba
     let found = j.inv.backup(namespace, name);
     if found.is_none() {
         let field = j.field("backupName");
-        j.deny(
-            Rule::R3,
-            format!("{field}: backup \"{name}\" not found in namespace \"{namespace}\""),
-        );
+        j.deny(Rule::R3, format!("{field}: backup \"{name}\" not found in namespace \"{namespace}\""));
     }
     found
 }
@@ -238,7 +194,10 @@ fn r4_backup_phase(j: &mut Judge<'_>, s: &BackupFacts) {
     if matches!(phase, "Failed" | "Deleting") {
         j.deny(
             Rule::R4,
-            format!("{field}: backup \"{}\" is {shown}; restore from a Completed backup or a Running continuous backup", s.name),
+            format!(
+                "{field}: backup \"{}\" is {shown}; restore from a Completed backup or a Running continuous backup",
+                s.name
+            ),
         );
     } else if !s.is_continuous() && phase != "Completed" {
         j.deny(
@@ -276,10 +235,7 @@ fn r6_no_point_in_time_for_full(j: &mut Judge<'_>, s: &BackupFacts) {
     let alternatives = if continuous.is_empty() {
         "there is no continuous backup of the same cluster".to_string()
     } else {
-        format!(
-            "continuous backups of the same cluster: {}",
-            quoted(&continuous)
-        )
+        format!("continuous backups of the same cluster: {}", quoted(&continuous))
     };
     let field = j.field("restorePointInTime");
     j.deny(
@@ -316,10 +272,7 @@ fn r8_point_in_time_parses(j: &mut Judge<'_>) -> Option<PointInTime> {
     let parsed = PointInTime::parse(raw);
     if parsed.is_none() {
         let field = j.field("restorePointInTime");
-        j.deny(
-            Rule::R8,
-            format!("{field}: \"{raw}\" is not a time; use {ACCEPTED_LAYOUTS}"),
-        );
+        j.deny(Rule::R8, format!("{field}: \"{raw}\" is not a time; use {ACCEPTED_LAYOUTS}"));
     }
     parsed
 }
@@ -328,16 +281,9 @@ fn r8_point_in_time_parses(j: &mut Judge<'_>) -> Option<PointInTime> {
 fn r9_time_range(j: &mut Judge<'_>, s: &BackupFacts) -> bool {
     let problem = match (s.start, s.end) {
         (Some(a), Some(b)) if a <= b => return true,
-        (Some(a), Some(b)) => format!(
-            "its start {} is after its end {}",
-            format_time(a),
-            format_time(b)
-        ),
-        (None, _) => {
-            "it has no start time (status.timeRange.start or status.startTimestamp)".to_string()
-        }
-        (_, None) => "it has no end time yet (status.timeRange.end or status.completionTimestamp)"
-            .to_string(),
+        (Some(a), Some(b)) => format!("its start {} is after its end {}", format_time(a), format_time(b)),
+        (None, _) => "it has no start time (status.timeRange.start or status.startTimestamp)".to_string(),
+        (_, None) => "it has no end time yet (status.timeRange.end or status.completionTimestamp)".to_string(),
     };
     let field = j.field("backupName");
     j.deny(
@@ -378,12 +324,7 @@ fn r10_inside_log_range(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: Point
 }
 
 /// R11: a base backup completed inside the log range, at or before T. Returns M3's pick.
-fn r11_base_backup(
-    j: &mut Judge<'_>,
-    s: &BackupFacts,
-    w: &Window,
-    t: PointInTime,
-) -> Option<String> {
+fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime) -> Option<String> {
     let (start, end) = w.log_range?;
     if let Some(base) = j.inv.latest_base(s, start, t.instant) {
         return Some(base.name);
@@ -432,10 +373,7 @@ fn r12_volume_restore_policy(j: &mut Judge<'_>) {
         && !VOLUME_RESTORE_POLICIES.contains(&p)
     {
         let field = j.field("volumeRestorePolicy");
-        j.deny(
-            Rule::R12,
-            format!("{field}: \"{p}\" is not a policy; use Serial or Parallel"),
-        );
+        j.deny(Rule::R12, format!("{field}: \"{p}\" is not a policy; use Serial or Parallel"));
     }
 }
 
@@ -450,9 +388,5 @@ fn restorable_text(w: &Window) -> String {
 }
 
 fn quoted(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
 }

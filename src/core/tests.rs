@@ -24,13 +24,7 @@ fn lineage() -> Lineage {
     }
 }
 
-fn mk_backup(
-    name: &str,
-    ty: BackupType,
-    phase: &str,
-    start: Option<&str>,
-    end: Option<&str>,
-) -> BackupFacts {
+fn mk_backup(name: &str, ty: BackupType, phase: &str, start: Option<&str>, end: Option<&str>) -> BackupFacts {
     BackupFacts {
         namespace: NS.into(),
         name: name.into(),
@@ -48,13 +42,7 @@ fn mk_backup(
 fn mk_wal(name: &str, action_set: &str) -> BackupFacts {
     BackupFacts {
         action_set: Some(action_set.into()),
-        ..mk_backup(
-            name,
-            BackupType::Continuous,
-            "Running",
-            Some("10:07:45"),
-            Some("10:47:14"),
-        )
+        ..mk_backup(name, BackupType::Continuous, "Running", Some("10:07:45"), Some("10:47:14"))
     }
 }
 
@@ -64,49 +52,13 @@ fn inventory() -> Index {
     let mut inv = Index::new();
     inv.apply_backup(mk_wal("wal", "pg-pitr"));
     inv.apply_backup(mk_wal("wal-nobase", "pg-pitr-nobase"));
-    inv.apply_action_set(ActionSetFacts {
-        name: "pg-pitr".into(),
-        base_backup_required: true,
-    });
-    inv.apply_action_set(ActionSetFacts {
-        name: "pg-pitr-nobase".into(),
-        base_backup_required: false,
-    });
-    inv.apply_backup(mk_backup(
-        "full-early",
-        BackupType::Full,
-        "Completed",
-        Some("09:55:02"),
-        Some("10:01:37"),
-    ));
-    inv.apply_backup(mk_backup(
-        "full-b",
-        BackupType::Full,
-        "Completed",
-        Some("10:18:40"),
-        Some("10:20:03"),
-    ));
-    inv.apply_backup(mk_backup(
-        "full-c",
-        BackupType::Full,
-        "Completed",
-        Some("10:34:10"),
-        Some("10:36:30"),
-    ));
-    inv.apply_backup(mk_backup(
-        "full-failed",
-        BackupType::Full,
-        "Failed",
-        Some("10:42:00"),
-        None,
-    ));
-    inv.apply_backup(mk_backup(
-        "incr-d",
-        BackupType::Incremental,
-        "Completed",
-        Some("10:39:00"),
-        Some("10:40:00"),
-    ));
+    inv.apply_action_set(ActionSetFacts { name: "pg-pitr".into(), base_backup_required: true });
+    inv.apply_action_set(ActionSetFacts { name: "pg-pitr-nobase".into(), base_backup_required: false });
+    inv.apply_backup(mk_backup("full-early", BackupType::Full, "Completed", Some("09:55:02"), Some("10:01:37")));
+    inv.apply_backup(mk_backup("full-b", BackupType::Full, "Completed", Some("10:18:40"), Some("10:20:03")));
+    inv.apply_backup(mk_backup("full-c", BackupType::Full, "Completed", Some("10:34:10"), Some("10:36:30")));
+    inv.apply_backup(mk_backup("full-failed", BackupType::Full, "Failed", Some("10:42:00"), None));
+    inv.apply_backup(mk_backup("incr-d", BackupType::Incremental, "Completed", Some("10:39:00"), Some("10:40:00")));
     inv.apply_cluster(NS, "pg");
     inv
 }
@@ -125,14 +77,7 @@ fn pitr(backup: &str, t: &str) -> Value {
 }
 
 fn decide_with(object: &Value, inv: &Index) -> Decision {
-    judge(
-        Operation::Create,
-        Some(object),
-        None,
-        NS,
-        inv,
-        &Policy::default(),
-    )
+    judge(Operation::Create, Some(object), None, NS, inv, &Policy::default())
 }
 
 fn decide(object: &Value) -> Decision {
@@ -140,18 +85,10 @@ fn decide(object: &Value) -> Decision {
 }
 
 fn assert_denied(d: &Decision, rule: Rule, fragments: &[&str]) {
-    assert!(
-        d.rules().contains(&rule),
-        "expected {rule}, got {:?}",
-        d.violations
-    );
+    assert!(d.rules().contains(&rule), "expected {rule}, got {:?}", d.violations);
     let v = d.violations.iter().find(|v| v.rule == rule).unwrap();
     for f in fragments {
-        assert!(
-            v.message.contains(f),
-            "{rule} message {:?} lacks {f:?}",
-            v.message
-        );
+        assert!(v.message.contains(f), "{rule} message {:?} lacks {f:?}", v.message);
     }
     assert!(d.mutations.is_empty(), "a denied object gets no patch");
 }
@@ -159,35 +96,17 @@ fn assert_denied(d: &Decision, rule: Rule, fragments: &[&str]) {
 #[test]
 fn r1_restore_and_backup_name_are_required() {
     let mut no_restore = ops(json!(null));
-    no_restore["spec"]
-        .as_object_mut()
-        .unwrap()
-        .remove("restore");
+    no_restore["spec"].as_object_mut().unwrap().remove("restore");
     assert_denied(&decide(&no_restore), Rule::R1, &["spec.restore: missing"]);
-    assert_denied(
-        &decide(&ops(json!({"backupName": ""}))),
-        Rule::R1,
-        &["spec.restore.backupName: empty"],
-    );
-    assert_denied(
-        &decide(&ops(json!({}))),
-        Rule::R1,
-        &["spec.restore.backupName"],
-    );
+    assert_denied(&decide(&ops(json!({"backupName": ""}))), Rule::R1, &["spec.restore.backupName: empty"]);
+    assert_denied(&decide(&ops(json!({}))), Rule::R1, &["spec.restore.backupName"]);
 }
 
 #[test]
 fn r2_cluster_name_is_new_and_not_empty() {
     let mut taken = pitr("wal", "2024-05-07T10:30:00Z");
     taken["spec"]["clusterName"] = json!("pg");
-    assert_denied(
-        &decide(&taken),
-        Rule::R2,
-        &[
-            "spec.clusterName",
-            "\"pg\" already exists in namespace \"demo\"",
-        ],
-    );
+    assert_denied(&decide(&taken), Rule::R2, &["spec.clusterName", "\"pg\" already exists in namespace \"demo\""]);
     let mut empty = pitr("wal", "2024-05-07T10:30:00Z");
     empty["spec"]["clusterName"] = json!("");
     assert_denied(&decide(&empty), Rule::R2, &["spec.clusterName: empty"]);
@@ -195,11 +114,7 @@ fn r2_cluster_name_is_new_and_not_empty() {
     let mut elsewhere = taken.clone();
     elsewhere["metadata"]["namespace"] = json!("other");
     elsewhere["spec"]["restore"]["backupNamespace"] = json!(NS);
-    assert!(
-        decide(&elsewhere).allowed(),
-        "{:?}",
-        decide(&elsewhere).violations
-    );
+    assert!(decide(&elsewhere).allowed(), "{:?}", decide(&elsewhere).violations);
 }
 
 #[test]
@@ -228,13 +143,7 @@ fn backups_in_another_namespace_are_found_through_backup_namespace() {
     let mut inv = Index::new();
     let mut s = mk_wal("wal", "pg-pitr");
     s.namespace = "backups".into();
-    let mut base = mk_backup(
-        "full",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:12:00"),
-    );
+    let mut base = mk_backup("full", BackupType::Full, "Completed", Some("10:10:00"), Some("10:12:00"));
     base.namespace = "backups".into();
     inv.apply_backup(s);
     inv.apply_backup(base);
@@ -259,27 +168,13 @@ fn r4_backup_phase() {
     ];
     for (ty, phase, denied) in cases {
         let mut inv = inventory();
-        let mut b = mk_backup(
-            "b",
-            BackupType::from_label(Some(ty)),
-            phase,
-            Some("10:10:00"),
-            Some("10:45:00"),
-        );
+        let mut b = mk_backup("b", BackupType::from_label(Some(ty)), phase, Some("10:10:00"), Some("10:45:00"));
         b.action_set = Some("pg-pitr-nobase".into());
         inv.apply_backup(b);
-        let object = if ty == "Continuous" {
-            pitr("b", "2024-05-07T10:30:00Z")
-        } else {
-            ops(json!({"backupName": "b"}))
-        };
+        let object =
+            if ty == "Continuous" { pitr("b", "2024-05-07T10:30:00Z") } else { ops(json!({"backupName": "b"})) };
         let d = decide_with(&object, &inv);
-        assert_eq!(
-            d.rules().contains(&Rule::R4),
-            denied,
-            "{ty} {phase}: {:?}",
-            d.violations
-        );
+        assert_eq!(d.rules().contains(&Rule::R4), denied, "{ty} {phase}: {:?}", d.violations);
         if denied {
             assert_denied(&d, Rule::R4, &[phase]);
         }
@@ -289,13 +184,7 @@ fn r4_backup_phase() {
 #[test]
 fn r5_needs_the_cluster_snapshot() {
     let mut inv = inventory();
-    let mut b = mk_backup(
-        "bare",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:12:00"),
-    );
+    let mut b = mk_backup("bare", BackupType::Full, "Completed", Some("10:10:00"), Some("10:12:00"));
     b.has_cluster_snapshot = false;
     inv.apply_backup(b);
     assert_denied(
@@ -308,24 +197,10 @@ fn r5_needs_the_cluster_snapshot() {
 #[test]
 fn r6_no_point_in_time_for_a_full_backup() {
     let d = decide(&pitr("full-c", "2024-05-07T10:40:00Z"));
-    assert_denied(
-        &d,
-        Rule::R6,
-        &["\"full-c\" is a Full backup", "\"wal\", \"wal-nobase\""],
-    );
+    assert_denied(&d, Rule::R6, &["\"full-c\" is a Full backup", "\"wal\", \"wal-nobase\""]);
     let mut lonely = Index::new();
-    lonely.apply_backup(mk_backup(
-        "full-c",
-        BackupType::Full,
-        "Completed",
-        Some("10:34:10"),
-        Some("10:36:30"),
-    ));
-    assert_denied(
-        &decide_with(&pitr("full-c", "2024-05-07T10:40:00Z"), &lonely),
-        Rule::R6,
-        &["no continuous backup"],
-    );
+    lonely.apply_backup(mk_backup("full-c", BackupType::Full, "Completed", Some("10:34:10"), Some("10:36:30")));
+    assert_denied(&decide_with(&pitr("full-c", "2024-05-07T10:40:00Z"), &lonely), Rule::R6, &["no continuous backup"]);
     assert!(decide(&ops(json!({"backupName": "full-c"}))).allowed());
 }
 
@@ -334,64 +209,27 @@ fn r7_continuous_needs_a_point_in_time() {
     assert_denied(
         &decide(&ops(json!({"backupName": "wal"}))),
         Rule::R7,
-        &[
-            "restorePointInTime: empty",
-            "restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z",
-        ],
+        &["restorePointInTime: empty", "restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"],
     );
     assert_denied(&decide(&pitr("wal", "")), Rule::R7, &["empty"]);
 }
 
 #[test]
 fn r8_point_in_time_parses() {
-    for bad in [
-        "yesterday",
-        "2024-05-07 10:30:00",
-        "07/05/2024 10:30",
-        "2024-05-07T10:30:00",
-    ] {
-        assert_denied(
-            &decide(&pitr("wal", bad)),
-            Rule::R8,
-            &[bad, "RFC 3339", "May 07,2024 18:07:45 UTC+0800"],
-        );
+    for bad in ["yesterday", "2024-05-07 10:30:00", "07/05/2024 10:30", "2024-05-07T10:30:00"] {
+        assert_denied(&decide(&pitr("wal", bad)), Rule::R8, &[bad, "RFC 3339", "May 07,2024 18:07:45 UTC+0800"]);
     }
 }
 
 #[test]
 fn r9_needs_an_ordered_log_range() {
     let mut inv = inventory();
-    inv.apply_backup(mk_backup(
-        "no-end",
-        BackupType::Continuous,
-        "Running",
-        Some("10:07:45"),
-        None,
-    ));
-    inv.apply_backup(mk_backup(
-        "no-start",
-        BackupType::Continuous,
-        "Running",
-        None,
-        Some("10:07:45"),
-    ));
-    inv.apply_backup(mk_backup(
-        "reversed",
-        BackupType::Continuous,
-        "Running",
-        Some("10:47:14"),
-        Some("10:07:45"),
-    ));
-    for (name, fragment) in [
-        ("no-end", "no end time"),
-        ("no-start", "no start time"),
-        ("reversed", "is after its end"),
-    ] {
-        assert_denied(
-            &decide_with(&pitr(name, "2024-05-07T10:30:00Z"), &inv),
-            Rule::R9,
-            &[fragment],
-        );
+    inv.apply_backup(mk_backup("no-end", BackupType::Continuous, "Running", Some("10:07:45"), None));
+    inv.apply_backup(mk_backup("no-start", BackupType::Continuous, "Running", None, Some("10:07:45")));
+    inv.apply_backup(mk_backup("reversed", BackupType::Continuous, "Running", Some("10:47:14"), Some("10:07:45")));
+    for (name, fragment) in [("no-end", "no end time"), ("no-start", "no start time"), ("reversed", "is after its end")]
+    {
+        assert_denied(&decide_with(&pitr(name, "2024-05-07T10:30:00Z"), &inv), Rule::R9, &[fragment]);
     }
 }
 
@@ -412,11 +250,7 @@ fn r10_both_ends_are_inclusive() {
         let d = decide(&pitr("wal-nobase", t));
         match denial {
             None => assert!(d.allowed(), "{t}: {:?}", d.violations),
-            Some(f) => assert_denied(
-                &d,
-                Rule::R10,
-                &[f, "(2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z)"],
-            ),
+            Some(f) => assert_denied(&d, Rule::R10, &[f, "(2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z)"]),
         }
     }
 }
@@ -425,10 +259,7 @@ fn r10_both_ends_are_inclusive() {
 fn r10_message_matches_the_spec_example() {
     let mut inv = inventory();
     inv.apply_backup(mk_wal("pg-cluster-archive-wal", "pg-pitr"));
-    let d = decide_with(
-        &pitr("pg-cluster-archive-wal", "2024-05-07T11:00:00Z"),
-        &inv,
-    );
+    let d = decide_with(&pitr("pg-cluster-archive-wal", "2024-05-07T11:00:00Z"), &inv);
     assert_eq!(
         d.message(),
         "spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end of continuous backup \
@@ -445,37 +276,21 @@ fn r11_a_base_backup_completed_inside_the_range_before_t() {
     assert_denied(
         &decide(&pitr("wal", "2024-05-07T10:20:02Z")),
         Rule::R11,
-        &[
-            "1s before the first full backup",
-            "restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z",
-        ],
+        &["1s before the first full backup", "restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"],
     );
     // A full backup that ended before the log range does not count.
-    assert_denied(
-        &decide(&pitr("wal", "2024-05-07T10:10:00Z")),
-        Rule::R11,
-        &["before the first full backup"],
-    );
+    assert_denied(&decide(&pitr("wal", "2024-05-07T10:10:00Z")), Rule::R11, &["before the first full backup"]);
 }
 
 #[test]
 fn r11_without_any_base_backup_says_so() {
     let mut inv = Index::new();
     inv.apply_backup(mk_wal("wal", "pg-pitr"));
-    inv.apply_backup(mk_backup(
-        "full-early",
-        BackupType::Full,
-        "Completed",
-        Some("09:55:02"),
-        Some("10:01:37"),
-    ));
+    inv.apply_backup(mk_backup("full-early", BackupType::Full, "Completed", Some("09:55:02"), Some("10:01:37")));
     assert_denied(
         &decide_with(&pitr("wal", "2024-05-07T10:30:00Z"), &inv),
         Rule::R11,
-        &[
-            "no full backup completed inside the log range",
-            "take a full backup",
-        ],
+        &["no full backup completed inside the log range", "take a full backup"],
     );
 }
 
@@ -491,11 +306,7 @@ fn r11_is_waived_when_the_action_set_needs_no_base() {
 fn an_unknown_action_set_requires_a_base() {
     let mut inv = inventory();
     inv.apply_backup(mk_wal("wal-unknown-as", "not-installed"));
-    assert_denied(
-        &decide_with(&pitr("wal-unknown-as", "2024-05-07T10:08:00Z"), &inv),
-        Rule::R11,
-        &[],
-    );
+    assert_denied(&decide_with(&pitr("wal-unknown-as", "2024-05-07T10:08:00Z"), &inv), Rule::R11, &[]);
 }
 
 #[test]
@@ -509,11 +320,7 @@ fn m3_picks_the_latest_base_at_or_before_t() {
     ];
     for (t, base) in cases {
         let d = decide(&pitr("wal", t));
-        assert_eq!(
-            d.plan.as_ref().unwrap().base_backup.as_deref(),
-            Some(base),
-            "{t}"
-        );
+        assert_eq!(d.plan.as_ref().unwrap().base_backup.as_deref(), Some(base), "{t}");
         let patch = serde_json::to_value(to_patch(&d.mutations)).unwrap();
         assert_eq!(
             patch,
@@ -526,20 +333,8 @@ fn m3_picks_the_latest_base_at_or_before_t() {
 #[test]
 fn m3_ties_go_to_the_smallest_name() {
     let mut inv = inventory();
-    inv.apply_backup(mk_backup(
-        "full-c2",
-        BackupType::Full,
-        "Completed",
-        Some("10:34:00"),
-        Some("10:36:30"),
-    ));
-    inv.apply_backup(mk_backup(
-        "full-a2",
-        BackupType::Full,
-        "Completed",
-        Some("10:34:00"),
-        Some("10:36:30"),
-    ));
+    inv.apply_backup(mk_backup("full-c2", BackupType::Full, "Completed", Some("10:34:00"), Some("10:36:30")));
+    inv.apply_backup(mk_backup("full-a2", BackupType::Full, "Completed", Some("10:34:00"), Some("10:36:30")));
     let d = decide_with(&pitr("wal", "2024-05-07T10:37:00Z"), &inv);
     assert_eq!(d.plan.unwrap().base_backup.as_deref(), Some("full-a2"));
 }
@@ -549,27 +344,12 @@ fn candidates_match_on_the_labels_s_has() {
     // S with only the instance label matches bases of any uid/component of that instance.
     let mut inv = Index::new();
     let mut s = mk_wal("wal", "pg-pitr");
-    s.lineage = Lineage {
-        instance: Some("pg".into()),
-        ..Lineage::default()
-    };
+    s.lineage = Lineage { instance: Some("pg".into()), ..Lineage::default() };
     inv.apply_backup(s);
-    let mut other_uid = mk_backup(
-        "full-x",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:12:00"),
-    );
+    let mut other_uid = mk_backup("full-x", BackupType::Full, "Completed", Some("10:10:00"), Some("10:12:00"));
     other_uid.lineage.cluster_uid = Some("uid-2".into());
     inv.apply_backup(other_uid);
-    let mut other_instance = mk_backup(
-        "full-y",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:13:00"),
-    );
+    let mut other_instance = mk_backup("full-y", BackupType::Full, "Completed", Some("10:10:00"), Some("10:13:00"));
     other_instance.lineage.instance = Some("mysql".into());
     inv.apply_backup(other_instance);
     let d = decide_with(&pitr("wal", "2024-05-07T10:30:00Z"), &inv);
@@ -578,20 +358,10 @@ fn candidates_match_on_the_labels_s_has() {
     // S with all three labels does not match a base of another component.
     let mut inv = Index::new();
     inv.apply_backup(mk_wal("wal", "pg-pitr"));
-    let mut other_component = mk_backup(
-        "full-z",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:12:00"),
-    );
+    let mut other_component = mk_backup("full-z", BackupType::Full, "Completed", Some("10:10:00"), Some("10:12:00"));
     other_component.lineage.component = Some("pgbouncer".into());
     inv.apply_backup(other_component);
-    assert_denied(
-        &decide_with(&pitr("wal", "2024-05-07T10:30:00Z"), &inv),
-        Rule::R11,
-        &[],
-    );
+    assert_denied(&decide_with(&pitr("wal", "2024-05-07T10:30:00Z"), &inv), Rule::R11, &[]);
 }
 
 #[test]
@@ -601,28 +371,10 @@ fn candidates_fall_back_to_the_backup_policy_label() {
     s.lineage = Lineage::default();
     s.policy_name = Some("pg-policy".into());
     inv.apply_backup(s);
-    let mut same_policy = mk_backup(
-        "full-p",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:12:00"),
-    );
-    same_policy.lineage = Lineage {
-        policy_label: Some("pg-policy".into()),
-        ..Lineage::default()
-    };
-    let mut other_policy = mk_backup(
-        "full-q",
-        BackupType::Full,
-        "Completed",
-        Some("10:10:00"),
-        Some("10:14:00"),
-    );
-    other_policy.lineage = Lineage {
-        policy_label: Some("other".into()),
-        ..lineage()
-    };
+    let mut same_policy = mk_backup("full-p", BackupType::Full, "Completed", Some("10:10:00"), Some("10:12:00"));
+    same_policy.lineage = Lineage { policy_label: Some("pg-policy".into()), ..Lineage::default() };
+    let mut other_policy = mk_backup("full-q", BackupType::Full, "Completed", Some("10:10:00"), Some("10:14:00"));
+    other_policy.lineage = Lineage { policy_label: Some("other".into()), ..lineage() };
     inv.apply_backup(same_policy);
     inv.apply_backup(other_policy);
     let d = decide_with(&pitr("wal", "2024-05-07T10:30:00Z"), &inv);
@@ -631,15 +383,8 @@ fn candidates_fall_back_to_the_backup_policy_label() {
 
 #[test]
 fn r12_volume_restore_policy() {
-    for (p, ok) in [
-        ("Serial", true),
-        ("Parallel", true),
-        ("Fast", false),
-        ("parallel", false),
-    ] {
-        let d = decide(&ops(
-            json!({"backupName": "full-c", "volumeRestorePolicy": p}),
-        ));
+    for (p, ok) in [("Serial", true), ("Parallel", true), ("Fast", false), ("parallel", false)] {
+        let d = decide(&ops(json!({"backupName": "full-c", "volumeRestorePolicy": p})));
         assert_eq!(d.allowed(), ok, "{p}");
         if !ok {
             assert_denied(&d, Rule::R12, &[p, "Serial or Parallel"]);
@@ -658,10 +403,7 @@ fn m1_fills_the_default_volume_restore_policy() {
         patch(&absent, &Policy::default()),
         json!([{"op": "add", "path": "/spec/restore/volumeRestorePolicy", "value": "Parallel"}])
     );
-    let serial = Policy {
-        default_volume_restore_policy: "Serial".into(),
-        ..Policy::default()
-    };
+    let serial = Policy { default_volume_restore_policy: "Serial".into(), ..Policy::default() };
     assert_eq!(
         patch(&absent, &serial),
         json!([{"op": "add", "path": "/spec/restore/volumeRestorePolicy", "value": "Serial"}])
@@ -684,9 +426,11 @@ fn m2_normalises_and_w1_w2_say_so() {
     );
     assert_eq!(d.warnings.len(), 1);
     assert_eq!(d.warnings[0].id, WarningId::W1);
-    assert!(d.warnings[0].message.contains(
-        "\"May 07,2024 18:30:00 UTC+0800\" was replaced by its normal form 2024-05-07T10:30:00Z"
-    ));
+    assert!(
+        d.warnings[0]
+            .message
+            .contains("\"May 07,2024 18:30:00 UTC+0800\" was replaced by its normal form 2024-05-07T10:30:00Z")
+    );
 
     let d = decide(&pitr("wal", "2024-05-07T10:30:00.750Z"));
     let ids: Vec<WarningId> = d.warnings.iter().map(|w| w.id).collect();
@@ -699,25 +443,15 @@ fn m2_normalises_and_w1_w2_say_so() {
 
 #[test]
 fn w3_warns_near_the_end_of_a_running_backup() {
-    let warned = |inv: &Index, t: &str| {
-        decide_with(&pitr("wal", t), inv)
-            .warnings
-            .iter()
-            .any(|w| w.id == WarningId::W3)
-    };
+    let warned =
+        |inv: &Index, t: &str| decide_with(&pitr("wal", t), inv).warnings.iter().any(|w| w.id == WarningId::W3);
     let inv = inventory();
     assert!(warned(&inv, "2024-05-07T10:47:14Z"));
-    assert!(
-        warned(&inv, "2024-05-07T10:46:14Z"),
-        "60s is inside the default edge"
-    );
+    assert!(warned(&inv, "2024-05-07T10:46:14Z"), "60s is inside the default edge");
     assert!(!warned(&inv, "2024-05-07T10:46:13Z"));
     let d = decide(&pitr("wal", "2024-05-07T10:47:00Z"));
     assert!(d.allowed(), "W3 only warns");
-    assert!(
-        d.warnings[0].message.contains("14s before the end")
-            && d.warnings[0].message.contains("still Running")
-    );
+    assert!(d.warnings[0].message.contains("14s before the end") && d.warnings[0].message.contains("still Running"));
 
     let mut completed = inventory();
     let mut s = mk_wal("wal", "pg-pitr");
@@ -725,18 +459,8 @@ fn w3_warns_near_the_end_of_a_running_backup() {
     completed.apply_backup(s);
     assert!(!warned(&completed, "2024-05-07T10:47:14Z"));
 
-    let wide = Policy {
-        edge_warning: TimeDelta::seconds(600),
-        ..Policy::default()
-    };
-    let d = judge(
-        Operation::Create,
-        Some(&pitr("wal", "2024-05-07T10:40:00Z")),
-        None,
-        NS,
-        &inventory(),
-        &wide,
-    );
+    let wide = Policy { edge_warning: TimeDelta::seconds(600), ..Policy::default() };
+    let d = judge(Operation::Create, Some(&pitr("wal", "2024-05-07T10:40:00Z")), None, NS, &inventory(), &wide);
     assert!(d.warnings.iter().any(|w| w.id == WarningId::W3));
 }
 
@@ -769,11 +493,7 @@ fn restore_spec_of_0_9_is_judged_and_patched_in_place() {
 
 #[test]
 fn the_patch_is_idempotent() {
-    for t in [
-        "May 07,2024 18:30:00 UTC+0800",
-        "2024-05-07T10:30:00.5+00:00",
-        "2024-05-07T10:40:00Z",
-    ] {
+    for t in ["May 07,2024 18:30:00 UTC+0800", "2024-05-07T10:30:00.5+00:00", "2024-05-07T10:40:00Z"] {
         let mut o = ops(json!({"backupName": "wal", "restorePointInTime": t}));
         let first = decide(&o);
         assert!(!first.mutations.is_empty());
@@ -797,8 +517,7 @@ fn what_is_not_judged_passes_untouched() {
     let restart = json!({"apiVersion": "operations.kubeblocks.io/v1alpha1", "kind": "OpsRequest",
         "metadata": {"name": "x"}, "spec": {"type": "Restart", "clusterName": "pg"}});
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
-    let other_group =
-        json!({"apiVersion": "example.com/v1", "kind": "OpsRequest", "spec": {"type": "Restore"}});
+    let other_group = json!({"apiVersion": "example.com/v1", "kind": "OpsRequest", "spec": {"type": "Restore"}});
     let bad = pitr("wall", "yesterday");
     let inv = inventory();
     let p = Policy::default();
@@ -823,26 +542,12 @@ fn an_update_that_changes_the_restore_is_judged() {
     let old = pitr("wal", "2024-05-07T10:30:00Z");
     let mut new = old.clone();
     new["spec"]["restore"]["restorePointInTime"] = json!("2024-05-07T11:00:00Z");
-    let d = judge(
-        Operation::Update,
-        Some(&new),
-        Some(&old),
-        NS,
-        &inventory(),
-        &Policy::default(),
-    );
+    let d = judge(Operation::Update, Some(&new), Some(&old), NS, &inventory(), &Policy::default());
     assert_denied(&d, Rule::R10, &[]);
     // Only metadata changed: not judged, even though the restore itself is now out of range.
     let mut relabelled = new.clone();
     relabelled["metadata"]["labels"] = json!({"a": "b"});
-    let d = judge(
-        Operation::Update,
-        Some(&relabelled),
-        Some(&new),
-        NS,
-        &inventory(),
-        &Policy::default(),
-    );
+    let d = judge(Operation::Update, Some(&relabelled), Some(&new), NS, &inventory(), &Policy::default());
     assert!(d.skipped.is_some());
 }
 
@@ -856,9 +561,7 @@ fn a_malformed_restore_is_denied_not_crashed() {
 
 #[test]
 fn several_violations_are_all_reported() {
-    let mut o = ops(
-        json!({"backupName": "wall", "restorePointInTime": "soon", "volumeRestorePolicy": "Fast"}),
-    );
+    let mut o = ops(json!({"backupName": "wall", "restorePointInTime": "soon", "volumeRestorePolicy": "Fast"}));
     o["spec"]["clusterName"] = json!("pg");
     let d = decide(&o);
     assert_eq!(d.rules(), [Rule::R2, Rule::R12, Rule::R8, Rule::R3]);

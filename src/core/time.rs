@@ -20,12 +20,8 @@ impl PointInTime {
     /// Parses RFC 3339 (any offset, optional fraction) or the kbcli layout.
     pub fn parse(raw: &str) -> Option<Self> {
         let raw = raw.trim();
-        let parsed = DateTime::parse_from_str(raw, KBCLI_LAYOUT)
-            .ok()
-            .or_else(|| parse_rfc3339_strict(raw))?;
-        Some(Self {
-            instant: parsed.with_timezone(&Utc),
-        })
+        let parsed = DateTime::parse_from_str(raw, KBCLI_LAYOUT).ok().or_else(|| parse_rfc3339_strict(raw))?;
+        Some(Self { instant: parsed.with_timezone(&Utc) })
     }
 
     /// UTC, whole seconds: what KubeBlocks writes into the Restore.
@@ -47,9 +43,7 @@ impl PointInTime {
 /// RFC 3339 as Go's `time.RFC3339` reads it: chrono also takes a space or a
 /// lowercase `t`/`z`, which KubeBlocks would refuse, so those are rejected here.
 fn parse_rfc3339_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
-    let strict = raw
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
+    let strict = raw.bytes().all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
     if !strict {
         return None;
     }
@@ -77,9 +71,10 @@ pub fn parse_status_time(raw: &str) -> Option<DateTime<Utc>> {
 
 /// A non-negative duration as Go's `time.Duration.String` prints it: `12m46s`, `1h0m5s`, `1.5s`, `250ms`.
 pub fn go_duration(d: chrono::TimeDelta) -> String {
-    let total_nanos = d.num_nanoseconds().map(i128::from).unwrap_or_else(|| {
-        i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
-    });
+    let total_nanos = d
+        .num_nanoseconds()
+        .map(i128::from)
+        .unwrap_or_else(|| i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos()));
     let nanos = total_nanos.unsigned_abs();
     if nanos == 0 {
         return "0s".into();
@@ -139,31 +134,11 @@ mod tests {
             ("2024-05-07T05:07:45-05:00", "2024-05-07T10:07:45Z", false),
             ("2024-05-07T10:07:45.999Z", "2024-05-07T10:07:45Z", true),
             ("2024-05-07T18:07:45.5+08:00", "2024-05-07T10:07:45Z", true),
-            (
-                "2024-05-07T10:07:45.000000001Z",
-                "2024-05-07T10:07:45Z",
-                true,
-            ),
-            (
-                "May 07,2024 18:07:45 UTC+0800",
-                "2024-05-07T10:07:45Z",
-                false,
-            ),
-            (
-                "May 07,2024 10:07:45 UTC+0000",
-                "2024-05-07T10:07:45Z",
-                false,
-            ),
-            (
-                "May 07,2024 05:07:45 UTC-0500",
-                "2024-05-07T10:07:45Z",
-                false,
-            ),
-            (
-                "Jan 01,2025 00:30:00 UTC+0100",
-                "2024-12-31T23:30:00Z",
-                false,
-            ),
+            ("2024-05-07T10:07:45.000000001Z", "2024-05-07T10:07:45Z", true),
+            ("May 07,2024 18:07:45 UTC+0800", "2024-05-07T10:07:45Z", false),
+            ("May 07,2024 10:07:45 UTC+0000", "2024-05-07T10:07:45Z", false),
+            ("May 07,2024 05:07:45 UTC-0500", "2024-05-07T10:07:45Z", false),
+            ("Jan 01,2025 00:30:00 UTC+0100", "2024-12-31T23:30:00Z", false),
         ];
         for (raw, normal, fraction) in cases {
             let t = PointInTime::parse(raw).unwrap_or_else(|| panic!("{raw} should parse"));

@@ -18,10 +18,7 @@ pub struct Window {
 
 /// `baseRequired(S)`: false only when S's ActionSet says `baseBackupRequired: false`.
 pub fn base_required(s: &BackupFacts, inv: &dyn Inventory) -> bool {
-    s.action_set
-        .as_deref()
-        .and_then(|name| inv.action_set(name))
-        .is_none_or(|a| a.base_backup_required)
+    s.action_set.as_deref().and_then(|name| inv.action_set(name)).is_none_or(|a| a.base_backup_required)
 }
 
 pub fn window(s: &BackupFacts, inv: &dyn Inventory) -> Window {
@@ -36,11 +33,7 @@ pub fn window(s: &BackupFacts, inv: &dyn Inventory) -> Window {
         }
         inv.earliest_base(s, start, end).map(|b| (b.end, end))
     });
-    Window {
-        log_range,
-        restorable,
-        base_required,
-    }
+    Window { log_range, restorable, base_required }
 }
 
 /// The base backups inside the log range, for `pitrguard windows`.

@@ -12,12 +12,7 @@ use self::prelude::*;
 
 /// ActionSetSpec defines the desired state of ActionSet
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "dataprotection.kubeblocks.io",
-    version = "v1alpha1",
-    kind = "ActionSet",
-    plural = "actionsets"
-)]
+#[kube(group = "dataprotection.kubeblocks.io", version = "v1alpha1", kind = "ActionSet", plural = "actionsets")]
 #[kube(schema = "disabled")]
 #[kube(derive = "Default")]
 #[kube(derive = "PartialEq")]
@@ -33,11 +28,7 @@ pub struct ActionSetSpec {
     ///
     ///
     /// Continuous backup is essential for implementing Point-in-Time Recovery (PITR).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupType"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupType")]
     pub backup_type: Option<String>,
     /// Specifies the restore action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,10 +39,6 @@ pub struct ActionSetSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct ActionSetRestore {
     /// Determines if a base backup is required during restoration.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "baseBackupRequired"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseBackupRequired")]
     pub base_backup_required: Option<bool>,
 }

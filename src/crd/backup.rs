@@ -12,12 +12,7 @@ use self::prelude::*;
 
 /// BackupSpec defines the desired state of Backup.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "dataprotection.kubeblocks.io",
-    version = "v1alpha1",
-    kind = "Backup",
-    plural = "backups"
-)]
+#[kube(group = "dataprotection.kubeblocks.io", version = "v1alpha1", kind = "Backup", plural = "backups")]
 #[kube(namespaced)]
 #[kube(status = "BackupStatus")]
 #[kube(schema = "disabled")]
@@ -25,18 +20,10 @@ use self::prelude::*;
 #[kube(derive = "PartialEq")]
 pub struct BackupSpec {
     /// Specifies the backup method name that is defined in the backup policy.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupMethod"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupMethod")]
     pub backup_method: Option<String>,
     /// Specifies the backup policy to be applied for this backup.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupPolicyName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupPolicyName")]
     pub backup_policy_name: Option<String>,
 }
 
@@ -45,31 +32,19 @@ pub struct BackupSpec {
 pub struct BackupStatus {
     /// Records the backup method information for this backup.
     /// Refer to BackupMethod for more details.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupMethod"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupMethod")]
     pub backup_method: Option<BackupStatusBackupMethod>,
     /// Records the time when the backup operation was completed.
     /// This timestamp is recorded even if the backup operation fails.
     /// The server's time is used for this timestamp.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "completionTimestamp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "completionTimestamp")]
     pub completion_timestamp: Option<String>,
     /// Indicates the current state of the backup operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Records the time when the backup operation was started.
     /// The server's time is used for this timestamp.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "startTimestamp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "startTimestamp")]
     pub start_timestamp: Option<String>,
     /// Records the time range of the data backed up. For Point-in-Time Recovery (PITR),
     /// this is the time range of recoverable data.
@@ -84,11 +59,7 @@ pub struct BackupStatusBackupMethod {
     /// Refers to the ActionSet object that defines the backup actions.
     /// For volume snapshot backup, the actionSet is not required, the controller
     /// will use the CSI volume snapshotter to create the snapshot.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "actionSetName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "actionSetName")]
     pub action_set_name: Option<String>,
     /// The name of backup method.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,12 +14,7 @@ use self::prelude::*;
 
 /// OpsRequestSpec defines the desired state of OpsRequest
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "apps.kubeblocks.io",
-    version = "v1alpha1",
-    kind = "OpsRequest",
-    plural = "opsrequests"
-)]
+#[kube(group = "apps.kubeblocks.io", version = "v1alpha1", kind = "OpsRequest", plural = "opsrequests")]
 #[kube(namespaced)]
 #[kube(status = "OpsRequestStatus")]
 #[kube(schema = "disabled")]
@@ -27,19 +22,11 @@ use self::prelude::*;
 #[kube(derive = "PartialEq")]
 pub struct OpsRequestSpec {
     /// Specifies the name of the Cluster resource that this operation is targeting.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clusterName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clusterName")]
     pub cluster_name: Option<String>,
     /// Deprecated: since v0.9, use clusterName instead.
     /// Specifies the name of the Cluster resource that this operation is targeting.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clusterRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clusterRef")]
     pub cluster_ref: Option<String>,
     /// Specifies the parameters to restore a Cluster.
     /// Note that this restore operation will roll back cluster services.
@@ -48,36 +35,20 @@ pub struct OpsRequestSpec {
     /// Deprecated: since v0.9, use restore instead.
     /// Specifies the parameters to restore a Cluster.
     /// Note that this restore operation will roll back cluster services.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "restoreSpec"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "restoreSpec")]
     pub restore_spec: Option<OpsRequestRestoreSpec>,
     /// Specifies the maximum duration (in seconds) that an opsRequest is allowed to run.
     /// If the opsRequest runs longer than this duration, its phase will be marked as Aborted.
     /// If this value is not set or set to 0, the timeout will be ignored and the opsRequest will run indefinitely.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "timeoutSeconds"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "timeoutSeconds")]
     pub timeout_seconds: Option<i32>,
     /// Specifies the duration in seconds that an OpsRequest will remain in the system after successfully completing
     /// (when `opsRequest.status.phase` is "Succeed") before automatic deletion.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "ttlSecondsAfterSucceed"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ttlSecondsAfterSucceed")]
     pub ttl_seconds_after_succeed: Option<i32>,
     /// Specifies the duration in seconds that an OpsRequest will remain in the system after completion
     /// for any phase other than "Succeed" (e.g., "Failed", "Cancelled", "Aborted") before automatic deletion.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "ttlSecondsAfterUnsuccessfulCompletion"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ttlSecondsAfterUnsuccessfulCompletion")]
     pub ttl_seconds_after_unsuccessful_completion: Option<i32>,
     /// Specifies the type of this operation. Supported types include "Start", "Stop", "Restart", "Switchover",
     /// "VerticalScaling", "HorizontalScaling", "VolumeExpansion", "Reconfiguring", "Upgrade", "Backup", "Restore",
@@ -94,18 +65,10 @@ pub struct OpsRequestSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestore {
     /// Specifies the name of the Backup custom resource.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupName")]
     pub backup_name: Option<String>,
     /// Specifies the namespace of the backup custom resource. If not specified, the namespace of the opsRequest will be used.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupNamespace"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupNamespace")]
     pub backup_namespace: Option<String>,
     /// Controls the timing of PostReady actions during the recovery process.
     ///
@@ -116,11 +79,7 @@ pub struct OpsRequestRestore {
     ///
     ///
     /// This setting is useful for coordinating PostReady operations across the Cluster for optimal cluster conditions.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "deferPostReadyUntilClusterRunning"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "deferPostReadyUntilClusterRunning")]
     pub defer_post_ready_until_cluster_running: Option<bool>,
     /// Specifies a list of environment variables to be set in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,11 +94,7 @@ pub struct OpsRequestRestore {
     ///
     /// - RFC3339 format, e.g. "2023-11-25T18:52:53Z"
     /// - A human-readable date-time format, e.g. "Jul 25,2023 18:52:53 UTC+0800"
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "restorePointInTime"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "restorePointInTime")]
     pub restore_point_in_time: Option<String>,
     /// Specifies the policy for restoring volume claims of a Component's Pods.
     /// It determines whether the volume claims should be restored sequentially (one by one) or in parallel (all at once).
@@ -148,11 +103,7 @@ pub struct OpsRequestRestore {
     ///
     /// - "Serial"
     /// - "Parallel"
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "volumeRestorePolicy"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeRestorePolicy")]
     pub volume_restore_policy: Option<String>,
 }
 
@@ -182,11 +133,7 @@ pub struct OpsRequestRestoreEnv {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreEnvValueFrom {
     /// Selects a key of a ConfigMap.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "configMapKeyRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "configMapKeyRef")]
     pub config_map_key_ref: Option<OpsRequestRestoreEnvValueFromConfigMapKeyRef>,
     /// Selects a field of the pod: supports metadata.name, metadata.namespace, `metadata.labels['<KEY>']`, `metadata.annotations['<KEY>']`,
     /// spec.nodeName, spec.serviceAccountName, status.hostIP, status.podIP, status.podIPs.
@@ -194,18 +141,10 @@ pub struct OpsRequestRestoreEnvValueFrom {
     pub field_ref: Option<OpsRequestRestoreEnvValueFromFieldRef>,
     /// Selects a resource of the container: only resources limits and requests
     /// (limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory and requests.ephemeral-storage) are currently supported.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "resourceFieldRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceFieldRef")]
     pub resource_field_ref: Option<OpsRequestRestoreEnvValueFromResourceFieldRef>,
     /// Selects a key of a secret in the pod's namespace
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "secretKeyRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretKeyRef")]
     pub secret_key_ref: Option<OpsRequestRestoreEnvValueFromSecretKeyRef>,
 }
 
@@ -230,11 +169,7 @@ pub struct OpsRequestRestoreEnvValueFromConfigMapKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreEnvValueFromFieldRef {
     /// Version of the schema the FieldPath is written in terms of, defaults to "v1".
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "apiVersion"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "apiVersion")]
     pub api_version: Option<String>,
     /// Path of the field to select in the specified API version.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "fieldPath")]
@@ -246,11 +181,7 @@ pub struct OpsRequestRestoreEnvValueFromFieldRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreEnvValueFromResourceFieldRef {
     /// Container name: required for volumes, optional for env vars
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "containerName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerName")]
     pub container_name: Option<String>,
     /// Specifies the output format of the exposed resources, defaults to "1"
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,18 +223,10 @@ pub struct OpsRequestRestoreParameters {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreSpec {
     /// Specifies the name of the Backup custom resource.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupName")]
     pub backup_name: Option<String>,
     /// Specifies the namespace of the backup custom resource. If not specified, the namespace of the opsRequest will be used.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "backupNamespace"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "backupNamespace")]
     pub backup_namespace: Option<String>,
     /// Controls the timing of PostReady actions during the recovery process.
     ///
@@ -314,11 +237,7 @@ pub struct OpsRequestRestoreSpec {
     ///
     ///
     /// This setting is useful for coordinating PostReady operations across the Cluster for optimal cluster conditions.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "deferPostReadyUntilClusterRunning"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "deferPostReadyUntilClusterRunning")]
     pub defer_post_ready_until_cluster_running: Option<bool>,
     /// Specifies a list of environment variables to be set in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,11 +252,7 @@ pub struct OpsRequestRestoreSpec {
     ///
     /// - RFC3339 format, e.g. "2023-11-25T18:52:53Z"
     /// - A human-readable date-time format, e.g. "Jul 25,2023 18:52:53 UTC+0800"
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "restorePointInTime"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "restorePointInTime")]
     pub restore_point_in_time: Option<String>,
     /// Specifies the policy for restoring volume claims of a Component's Pods.
     /// It determines whether the volume claims should be restored sequentially (one by one) or in parallel (all at once).
@@ -346,11 +261,7 @@ pub struct OpsRequestRestoreSpec {
     ///
     /// - "Serial"
     /// - "Parallel"
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "volumeRestorePolicy"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "volumeRestorePolicy")]
     pub volume_restore_policy: Option<String>,
 }
 
@@ -380,11 +291,7 @@ pub struct OpsRequestRestoreSpecEnv {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreSpecEnvValueFrom {
     /// Selects a key of a ConfigMap.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "configMapKeyRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "configMapKeyRef")]
     pub config_map_key_ref: Option<OpsRequestRestoreSpecEnvValueFromConfigMapKeyRef>,
     /// Selects a field of the pod: supports metadata.name, metadata.namespace, `metadata.labels['<KEY>']`, `metadata.annotations['<KEY>']`,
     /// spec.nodeName, spec.serviceAccountName, status.hostIP, status.podIP, status.podIPs.
@@ -392,18 +299,10 @@ pub struct OpsRequestRestoreSpecEnvValueFrom {
     pub field_ref: Option<OpsRequestRestoreSpecEnvValueFromFieldRef>,
     /// Selects a resource of the container: only resources limits and requests
     /// (limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory and requests.ephemeral-storage) are currently supported.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "resourceFieldRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceFieldRef")]
     pub resource_field_ref: Option<OpsRequestRestoreSpecEnvValueFromResourceFieldRef>,
     /// Selects a key of a secret in the pod's namespace
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "secretKeyRef"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "secretKeyRef")]
     pub secret_key_ref: Option<OpsRequestRestoreSpecEnvValueFromSecretKeyRef>,
 }
 
@@ -428,11 +327,7 @@ pub struct OpsRequestRestoreSpecEnvValueFromConfigMapKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreSpecEnvValueFromFieldRef {
     /// Version of the schema the FieldPath is written in terms of, defaults to "v1".
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "apiVersion"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "apiVersion")]
     pub api_version: Option<String>,
     /// Path of the field to select in the specified API version.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "fieldPath")]
@@ -444,11 +339,7 @@ pub struct OpsRequestRestoreSpecEnvValueFromFieldRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestRestoreSpecEnvValueFromResourceFieldRef {
     /// Container name: required for volumes, optional for env vars
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "containerName"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "containerName")]
     pub container_name: Option<String>,
     /// Specifies the output format of the exposed resources, defaults to "1"
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -488,18 +379,10 @@ pub struct OpsRequestRestoreSpecParameters {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OpsRequestStatus {
     /// Records the cluster generation after the OpsRequest action has been handled.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "clusterGeneration"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clusterGeneration")]
     pub cluster_generation: Option<i64>,
     /// Records the time when the OpsRequest was completed.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "completionTimestamp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "completionTimestamp")]
     pub completion_timestamp: Option<String>,
     /// Describes the detailed status of the OpsRequest.
     /// Possible condition types include "Cancelled", "WaitForProgressing", "Validated", "Succeed", "Failed", "Restarting",
@@ -515,10 +398,6 @@ pub struct OpsRequestStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
     /// Records the time when the OpsRequest started processing.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "startTimestamp"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "startTimestamp")]
     pub start_timestamp: Option<String>,
 }

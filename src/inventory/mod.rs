@@ -17,10 +17,7 @@ pub struct SharedInventory {
 impl SharedInventory {
     /// An inventory that is complete from the start (files).
     pub fn ready(index: Index) -> Self {
-        Self {
-            index: RwLock::new(index),
-            ready: AtomicBool::new(true),
-        }
+        Self { index: RwLock::new(index), ready: AtomicBool::new(true) }
     }
 
     /// An inventory that answers only after [`Self::mark_ready`] (live watches).
@@ -50,3 +47,4 @@ impl SharedInventory {
         self.read().counts()
     }
 }
+pub mod live;

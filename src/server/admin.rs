@@ -10,6 +10,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 
 use crate::inventory::SharedInventory;
+use crate::inventory::live::WatchState;
 use crate::metrics::{KindLabels, Metrics, ResultLabels};
 
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub tls: Option<Arc<dyn CertificateStatus>>,
+    /// The live inventory's watches, when there are any.
+    pub watch: Option<Arc<WatchState>>,
 }
 
 /// What `/metrics` reports about the serving certificate.
@@ -40,11 +43,7 @@ async fn readyz(State(admin): State<Admin>) -> Response {
     if admin.inventory.is_ready() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "inventory not synced yet\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "inventory not synced yet\n").into_response()
     }
 }
 
@@ -52,16 +51,13 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     // Gauges that mirror other state are refreshed at scrape time.
     let counts = admin.inventory.counts();
     let m = &admin.metrics;
-    for (kind, n) in [
-        ("Backup", counts.backups),
-        ("ActionSet", counts.action_sets),
-        ("Cluster", counts.clusters),
-    ] {
-        m.inventory_objects
-            .get_or_create(&KindLabels { kind })
-            .set(n as i64);
+    for (kind, n) in [("Backup", counts.backups), ("ActionSet", counts.action_sets), ("Cluster", counts.clusters)] {
+        m.inventory_objects.get_or_create(&KindLabels { kind }).set(n as i64);
     }
     m.inventory_ready.set(i64::from(admin.inventory.is_ready()));
+    if let Some(watch) = &admin.watch {
+        m.inventory_staleness.set(watch.staleness().as_secs_f64());
+    }
     if let Some(tls) = &admin.tls {
         if let Some(t) = tls.not_after_unix() {
             m.cert_expiry.set(t);
@@ -75,18 +71,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     }
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &admin.registry) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding metrics: {e}\n"),
-        )
-            .into_response();
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response();
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }

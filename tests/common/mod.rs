@@ -25,6 +25,7 @@ pub fn app_with(inventory: SharedInventory) -> App {
         inventory: Arc::new(inventory),
         policy: Arc::new(Policy::default()),
         metrics: Arc::new(Metrics::new()),
+        fresh: None,
     }
 }
 
@@ -43,11 +44,7 @@ pub fn restore(api_version: &str, name: &str, restore: Value) -> Value {
 }
 
 pub fn pitr(api_version: &str, t: &str) -> Value {
-    restore(
-        api_version,
-        "r",
-        json!({"backupName": "pg-cluster-archive-wal", "restorePointInTime": t}),
-    )
+    restore(api_version, "r", json!({"backupName": "pg-cluster-archive-wal", "restorePointInTime": t}))
 }
 
 pub const OPERATIONS: &str = "operations.kubeblocks.io/v1alpha1";
@@ -62,11 +59,7 @@ pub fn review(operation: &str, object: Value, old_object: Value) -> Value {
         .unwrap_or("v1")
         .to_string();
     let (group, version) = api.split_once('/').unwrap_or(("", api.as_str()));
-    let kind = object
-        .get("kind")
-        .or_else(|| old_object.get("kind"))
-        .cloned()
-        .unwrap_or(json!("OpsRequest"));
+    let kind = object.get("kind").or_else(|| old_object.get("kind")).cloned().unwrap_or(json!("OpsRequest"));
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -85,3 +78,4 @@ pub fn review(operation: &str, object: Value, old_object: Value) -> Value {
         }
     })
 }
+pub mod cluster;

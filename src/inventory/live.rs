@@ -1,0 +1,243 @@
+//! The live inventory: watches of Backups, ActionSets and Clusters (metadata
+//! only) that keep a [`SharedInventory`] current, a one-shot list for the
+//! CLI's `--live`, and fresh reads for read-your-writes.
+//!
+//! Only [`BackupFacts`] are kept of a Backup: no managedFields, and of the
+//! large `kubeblocks.io/cluster-snapshot` annotation only that it is there.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+
+use super::SharedInventory;
+use crate::core::facts::{ActionSetFacts, BackupFacts};
+use crate::core::inventory::Index;
+use crate::crd::{actionset::ActionSet, backup::Backup};
+use crate::metrics::Metrics;
+
+/// Clusters are watched as metadata only, at the version both KubeBlocks 0.9 and 1.0 serve.
+fn cluster_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("apps.kubeblocks.io", "v1alpha1", "Cluster"))
+}
+
+fn backups_api(client: &Client, namespace: Option<&str>) -> Api<Backup> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// `PartialObjectMeta` makes every request metadata-only: a Cluster's spec is never transferred.
+fn clusters_api(client: &Client, namespace: Option<&str>) -> Api<PartialObjectMeta<DynamicObject>> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &cluster_resource()),
+        None => Api::all_with(client.clone(), &cluster_resource()),
+    }
+}
+
+fn cluster_key(meta: &kube::core::ObjectMeta) -> (String, String) {
+    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+/// Lists everything once (`validate --live`, `windows --live`).
+pub async fn list_once(client: &Client, namespace: Option<&str>) -> anyhow::Result<Index> {
+    let lp = ListParams::default();
+    let backups = backups_api(client, namespace).list(&lp).await?;
+    let action_sets = Api::<ActionSet>::all(client.clone()).list(&lp).await?;
+    let clusters = clusters_api(client, namespace).list(&lp).await?;
+    let mut index = Index::new();
+    index.replace_backups(backups.items.iter().map(|b| BackupFacts::from_backup(b, "")).collect());
+    index.replace_action_sets(action_sets.items.iter().map(ActionSetFacts::from_action_set).collect());
+    index.replace_clusters(clusters.items.iter().map(|c| cluster_key(&c.metadata)).collect());
+    Ok(index)
+}
+
+/// Lists the Backups of one namespace straight from the API server.
+pub async fn fresh_backups(client: &Client, namespace: &str) -> anyhow::Result<Index> {
+    let list = backups_api(client, Some(namespace)).list(&ListParams::default()).await?;
+    let mut index = Index::new();
+    index.replace_backups(list.items.iter().map(|b| BackupFacts::from_backup(b, namespace)).collect());
+    Ok(index)
+}
+
+/// How one kind's changes are written into the index.
+trait Kind: Send + 'static {
+    type Item: Send;
+    const NAME: &'static str;
+    fn apply(index: &mut Index, item: Self::Item);
+    fn delete(index: &mut Index, item: Self::Item);
+    fn replace(index: &mut Index, items: Vec<Self::Item>);
+}
+
+struct Backups;
+impl Kind for Backups {
+    type Item = BackupFacts;
+    const NAME: &'static str = "Backup";
+    fn apply(index: &mut Index, b: BackupFacts) {
+        index.apply_backup(b);
+    }
+    fn delete(index: &mut Index, b: BackupFacts) {
+        index.delete_backup(&b.namespace, &b.name);
+    }
+    fn replace(index: &mut Index, items: Vec<BackupFacts>) {
+        index.replace_backups(items);
+    }
+}
+
+struct ActionSets;
+impl Kind for ActionSets {
+    type Item = ActionSetFacts;
+    const NAME: &'static str = "ActionSet";
+    fn apply(index: &mut Index, a: ActionSetFacts) {
+        index.apply_action_set(a);
+    }
+    fn delete(index: &mut Index, a: ActionSetFacts) {
+        index.delete_action_set(&a.name);
+    }
+    fn replace(index: &mut Index, items: Vec<ActionSetFacts>) {
+        index.replace_action_sets(items);
+    }
+}
+
+struct Clusters;
+impl Kind for Clusters {
+    type Item = (String, String);
+    const NAME: &'static str = "Cluster";
+    fn apply(index: &mut Index, (ns, name): (String, String)) {
+        index.apply_cluster(&ns, &name);
+    }
+    fn delete(index: &mut Index, (ns, name): (String, String)) {
+        index.delete_cluster(&ns, &name);
+    }
+    fn replace(index: &mut Index, items: Vec<(String, String)>) {
+        index.replace_clusters(items);
+    }
+}
+
+/// Health of the watches, for readiness and `/metrics`.
+pub struct WatchState {
+    synced: AtomicUsize,
+    /// Since when a watch has been failing; `None` while all are healthy.
+    broken_since: std::sync::Mutex<Option<Instant>>,
+}
+
+const KINDS: usize = 3;
+
+impl WatchState {
+    fn new() -> Self {
+        Self { synced: AtomicUsize::new(0), broken_since: std::sync::Mutex::new(None) }
+    }
+
+    /// Seconds the inventory may have missed changes for: 0 while the watches are healthy.
+    pub fn staleness(&self) -> Duration {
+        self.broken_since.lock().map(|b| b.map(|t| t.elapsed()).unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn healthy(&self) {
+        if let Ok(mut b) = self.broken_since.lock() {
+            *b = None;
+        }
+    }
+
+    fn broken(&self) {
+        if let Ok(mut b) = self.broken_since.lock() {
+            b.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// Feeds one watch stream into the index until the stream ends (never, in practice).
+async fn feed<K: Kind, S>(stream: S, shared: Arc<SharedInventory>, state: Arc<WatchState>, metrics: Arc<Metrics>)
+where
+    S: Stream<Item = Result<Event<K::Item>, watcher::Error>> + Send,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut relist: Vec<K::Item> = Vec::new();
+    let mut synced_once = false;
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                // The watcher re-lists with backoff; the cache keeps answering meanwhile.
+                tracing::warn!(kind = K::NAME, %error, "watch failed; serving from the cache and retrying");
+                metrics.watch_restarts.inc();
+                state.broken();
+                continue;
+            }
+        };
+        state.healthy();
+        match event {
+            Event::Init => relist.clear(),
+            Event::InitApply(item) => relist.push(item),
+            Event::InitDone => {
+                let items = std::mem::take(&mut relist);
+                let n = items.len();
+                K::replace(&mut shared.write(), items);
+                tracing::info!(kind = K::NAME, objects = n, "inventory listed");
+                if !synced_once {
+                    synced_once = true;
+                    if state.synced.fetch_add(1, Ordering::AcqRel) + 1 == KINDS {
+                        shared.mark_ready();
+                        tracing::info!("inventory synced; ready");
+                    }
+                }
+            }
+            Event::Apply(item) => K::apply(&mut shared.write(), item),
+            Event::Delete(item) => K::delete(&mut shared.write(), item),
+        }
+    }
+}
+
+fn map_event<A, B>(e: Event<A>, f: impl Fn(A) -> B) -> Event<B> {
+    match e {
+        Event::Apply(a) => Event::Apply(f(a)),
+        Event::Delete(a) => Event::Delete(f(a)),
+        Event::Init => Event::Init,
+        Event::InitApply(a) => Event::InitApply(f(a)),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
+/// Starts the three watches. `shared` turns ready after each kind's first full list.
+pub fn spawn(
+    client: Client,
+    namespace: Option<String>,
+    shared: Arc<SharedInventory>,
+    metrics: Arc<Metrics>,
+) -> Arc<WatchState> {
+    let state = Arc::new(WatchState::new());
+    let cfg = watcher::Config::default;
+    let ns = namespace.as_deref();
+
+    let backups = watcher::watcher(backups_api(&client, ns), cfg())
+        .default_backoff()
+        .map_ok(|e| map_event(e, |b: Backup| BackupFacts::from_backup(&b, "")));
+    let action_sets = watcher::watcher(Api::<ActionSet>::all(client.clone()), cfg())
+        .default_backoff()
+        .map_ok(|e| map_event(e, |a: ActionSet| ActionSetFacts::from_action_set(&a)));
+    let clusters = watcher::watcher(clusters_api(&client, ns), cfg())
+        .default_backoff()
+        .map_ok(|e| map_event(e, |c| cluster_key(&c.metadata)));
+
+    tokio::spawn(feed::<Backups, _>(backups, shared.clone(), state.clone(), metrics.clone()));
+    tokio::spawn(feed::<ActionSets, _>(action_sets, shared.clone(), state.clone(), metrics.clone()));
+    tokio::spawn(feed::<Clusters, _>(clusters, shared, state.clone(), metrics));
+    state
+}
+
+/// Fresh reads for the webhook's read-your-writes check.
+pub struct ApiFresh(pub Client);
+
+impl crate::server::webhook::FreshBackups for ApiFresh {
+    fn backups_in(&self, namespace: String) -> futures::future::BoxFuture<'static, anyhow::Result<Index>> {
+        let client = self.0.clone();
+        Box::pin(async move { fresh_backups(&client, &namespace).await })
+    }
+}

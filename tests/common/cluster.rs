@@ -1,0 +1,200 @@
+//! A real control plane for end-to-end tests: etcd + kube-apiserver built from
+//! the Go module proxy (tools/testcp), the real KubeBlocks CRDs, the real
+//! kubectl, and the real `pitrguard` binary registered as a webhook.
+//!
+//! One control plane per test binary, started on first use. Nothing here
+//! skips: if the control plane cannot start, the test fails with its log.
+//! Every process started is stopped when the test binary exits, also when a
+//! test fails, by a watchdog that waits for this process to go away.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `script` once this test process has exited.
+fn after_exit(script: &str) {
+    let me = std::process::id();
+    Command::new("setsid")
+        .args(["sh", "-c", &format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {script}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the clean-up watchdog");
+}
+
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub env: HashMap<String, String>,
+}
+
+impl ControlPlane {
+    pub fn kubeconfig(&self) -> &str {
+        &self.env["KUBECONFIG"]
+    }
+
+    pub fn kubectl_path(&self) -> &str {
+        &self.env["TESTCP_KUBECTL"]
+    }
+
+    /// Runs kubectl against the control plane.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(self.kubectl_path());
+        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+pub fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("pitrguard-testcp-").tempdir().unwrap().keep();
+        let up = repo().join("tools/testcp/up.sh");
+        let down = repo().join("tools/testcp/down.sh");
+        after_exit(&format!("{} {}", down.display(), dir.display()));
+        let started = Instant::now();
+        let out = Command::new(&up).arg(&dir).stdin(Stdio::null()).output().expect("run tools/testcp/up.sh");
+        assert!(
+            out.status.success(),
+            "the test control plane did not start (tools/testcp/up.sh):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("control plane up in {:.1}s", started.elapsed().as_secs_f64());
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let env = env
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect();
+        ControlPlane { dir, env }
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A unique namespace for one test (namespaces cannot be deleted without a controller-manager).
+pub fn namespace(cp: &ControlPlane, prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    cp.kubectl_ok(&["create", "namespace", &name], None);
+    name
+}
+
+/// A running `pitrguard serve`, registered with the control plane.
+pub struct Webhook {
+    pub port: u16,
+    pub admin_port: u16,
+    pub certs: PathBuf,
+    pub child: Child,
+}
+
+impl Webhook {
+    pub fn metrics(&self) -> String {
+        http_get(self.admin_port, "/metrics").1
+    }
+}
+
+/// Plain HTTP GET on 127.0.0.1 (the admin port); returns (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// Starts `pitrguard serve` in live mode with `extra` arguments and waits for /readyz.
+pub fn start_webhook(cp: &ControlPlane, extra: &[&str], env: &[(&str, &str)]) -> Webhook {
+    let certs = tempfile::Builder::new().prefix("pitrguard-certs-").tempdir().unwrap().keep();
+    let status = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
+        .args(["certs", "--out", certs.to_str().unwrap(), "--hosts", "127.0.0.1,localhost"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "pitrguard certs failed");
+    let (port, admin_port) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitrguard"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args([
+            "--tls-cert",
+            certs.join("tls.crt").to_str().unwrap(),
+            "--tls-key",
+            certs.join("tls.key").to_str().unwrap(),
+        ])
+        .args(extra)
+        .env("KUBECONFIG", cp.kubeconfig())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(certs.join("pitrguard.log")).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start pitrguard serve");
+    after_exit(&format!("kill {} 2>/dev/null; rm -rf {}", child.id(), certs.display()));
+    let hook = Webhook { port, admin_port, certs, child };
+    wait_for(Duration::from_secs(60), "pitrguard /readyz", || http_get(admin_port, "/readyz").0 == 200);
+    hook
+}
+
+/// The shipped webhook configurations with `clientConfig` pointed at `hook`.
+pub fn webhook_configurations(hook: &Webhook) -> String {
+    let ca = std::fs::read_to_string(hook.certs.join("ca-bundle.b64")).unwrap();
+    let shipped = std::fs::read_to_string(repo().join("manifests/base/webhooks.yaml")).unwrap();
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&shipped) {
+        let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        for w in v["webhooks"].as_array_mut().unwrap() {
+            let path = w["clientConfig"]["service"]["path"].as_str().unwrap().to_string();
+            w["clientConfig"] =
+                serde_json::json!({"url": format!("https://127.0.0.1:{}{path}", hook.port), "caBundle": ca.trim()});
+        }
+        docs.push(serde_json::to_string(&v).unwrap());
+    }
+    docs.join("\n---\n")
+}
+
+pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
