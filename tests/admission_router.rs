@@ -212,3 +212,129 @@ async fn the_bundled_review_fixtures_answer_as_documented() {
     let allowed: Value = serde_json::from_str(include_str!("../examples/admission/review-allowed.json")).unwrap();
     assert_eq!(post(app(), "/validate", &allowed).await["allowed"], true);
 }
+
+mod read_your_writes {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+    use pitrguard::core::facts::BackupFacts;
+    use pitrguard::core::{Index, Inventory};
+    use pitrguard::load::{build_index, parse_text};
+    use pitrguard::server::webhook::{App, FreshBackups};
+
+    use super::*;
+
+    /// What the API server answers: every Backup of the examples, including the
+    /// WAL archive that the cache has not seen yet.
+    struct ApiServerHas(Vec<BackupFacts>);
+
+    impl FreshBackups for ApiServerHas {
+        fn backups_in(&self, _namespace: String) -> BoxFuture<'static, anyhow::Result<Index>> {
+            let mut index = Index::new();
+            index.replace_backups(self.0.clone());
+            Box::pin(async move { Ok(index) })
+        }
+    }
+
+    struct Unreachable;
+
+    impl FreshBackups for Unreachable {
+        fn backups_in(&self, _namespace: String) -> BoxFuture<'static, anyhow::Result<Index>> {
+            Box::pin(async { Err(anyhow::anyhow!("connection refused")) })
+        }
+    }
+
+    struct Hangs;
+
+    impl FreshBackups for Hangs {
+        fn backups_in(&self, _namespace: String) -> BoxFuture<'static, anyhow::Result<Index>> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(Index::new())
+            })
+        }
+    }
+
+    /// The cache knows the examples without the WAL archive; the API server has it.
+    fn stale_app() -> App {
+        let mut docs = Vec::new();
+        for f in ["cluster.yaml", "actionsets.yaml", "backups.yaml"] {
+            let path = examples().join("postgresql").join(f);
+            parse_text(f, &std::fs::read_to_string(path).unwrap(), false, &mut docs).unwrap();
+        }
+        let full = build_index(&docs).unwrap();
+        let names = ["pg-cluster-archive-wal", "pg-cluster-full-0955", "pg-cluster-full-1018", "pg-cluster-full-1034"];
+        let on_server = names.iter().filter_map(|n| full.backup("demo", n)).collect();
+        let mut cached = build_index(&docs).unwrap();
+        cached.delete_backup("demo", "pg-cluster-archive-wal");
+        let mut app = app_with(SharedInventory::ready(cached));
+        app.fresh = Some(Arc::new(ApiServerHas(on_server)));
+        app
+    }
+
+    fn outcomes(app: &App) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &app.metrics.registry()).unwrap();
+        text.lines().filter(|l| l.starts_with("pitrguard_fresh_reads_total")).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_denial_that_fresh_backups_overturn_is_allowed() {
+        let app = stale_app();
+        let r =
+            post(app.clone(), "/validate", &review("CREATE", pitr(OPERATIONS, "2024-05-07T10:30:00Z"), Value::Null))
+                .await;
+        assert_eq!(r["allowed"], true, "{r}");
+        assert!(outcomes(&app).contains("result=\"overturned\"} 1"), "{}", outcomes(&app));
+    }
+
+    #[tokio::test]
+    async fn a_denial_that_fresh_backups_confirm_stands() {
+        let app = stale_app();
+        let r =
+            post(app.clone(), "/validate", &review("CREATE", pitr(OPERATIONS, "2024-05-07T11:00:00Z"), Value::Null))
+                .await;
+        assert_eq!(r["allowed"], false);
+        assert!(
+            r["status"]["message"].as_str().unwrap().contains("12m46s after the end"),
+            "the fresh data's message: {r}"
+        );
+        assert!(outcomes(&app).contains("result=\"confirmed\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_server_leaves_the_cached_denial() {
+        let mut app = stale_app();
+        app.fresh = Some(Arc::new(Unreachable));
+        let r =
+            post(app.clone(), "/validate", &review("CREATE", pitr(OPERATIONS, "2024-05-07T10:30:00Z"), Value::Null))
+                .await;
+        assert_eq!(r["allowed"], false);
+        assert!(r["status"]["message"].as_str().unwrap().contains("not found"));
+        assert!(outcomes(&app).contains("result=\"error\"} 1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_api_server_is_given_up_on_within_the_bound() {
+        let mut app = stale_app();
+        app.fresh = Some(Arc::new(Hangs));
+        let started = tokio::time::Instant::now();
+        let r =
+            post(app.clone(), "/validate", &review("CREATE", pitr(OPERATIONS, "2024-05-07T10:30:00Z"), Value::Null))
+                .await;
+        assert_eq!(r["allowed"], false);
+        assert_eq!(started.elapsed(), pitrguard::server::webhook::FRESH_READ_TIMEOUT);
+        assert!(outcomes(&app).contains("result=\"error\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn a_denial_fresh_data_cannot_change_is_not_rechecked() {
+        let app = stale_app();
+        let mut o = pitr(OPERATIONS, "yesterday");
+        o["spec"]["restore"]["backupName"] = json!("pg-cluster-full-1034");
+        let r = post(app.clone(), "/validate", &review("CREATE", o, Value::Null)).await;
+        assert_eq!(r["allowed"], false);
+        assert_eq!(outcomes(&app), "", "R6/R8 are not about fresh data");
+    }
+}
