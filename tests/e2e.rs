@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::cluster::*;
-use serde_json::Value;
 
 struct Env {
     cp: &'static ControlPlane,
@@ -35,49 +34,6 @@ fn env() -> &'static Env {
     })
 }
 
-const OPERATIONS: &str = "operations.kubeblocks.io/v1alpha1";
-const APPS: &str = "apps.kubeblocks.io/v1alpha1";
-
-fn ops(api: &str, name: &str, cluster: &str, backup: &str, t: Option<&str>) -> String {
-    let time = t.map(|t| format!("\n    restorePointInTime: \"{t}\"")).unwrap_or_default();
-    format!(
-        "apiVersion: {api}\nkind: OpsRequest\nmetadata:\n  name: {name}\nspec:\n  type: Restore\n  clusterName: {cluster}\n  restore:\n    backupName: {backup}{time}\n"
-    )
-}
-
-/// Creates a Backup and then sets its status through the status subresource, as KubeBlocks does.
-fn backup(cp: &ControlPlane, ns: &str, name: &str, ty: &str, phase: &str, range: (&str, &str)) {
-    let manifest = format!(
-        r#"apiVersion: dataprotection.kubeblocks.io/v1alpha1
-kind: Backup
-metadata:
-  name: {name}
-  labels:
-    app.kubernetes.io/instance: pg
-    apps.kubeblocks.io/component-name: postgresql
-    dataprotection.kubeblocks.io/cluster-uid: 6f1c6e1d-0000-4000-8000-000000000001
-    dataprotection.kubeblocks.io/backup-type: {ty}
-  annotations:
-    kubeblocks.io/cluster-snapshot: '{{"apiVersion":"apps.kubeblocks.io/v1","kind":"Cluster","metadata":{{"name":"pg"}}}}'
-spec:
-  backupPolicyName: pg-postgresql-backup-policy
-  backupMethod: {method}
-"#,
-        method = if ty == "Continuous" { "archive-wal" } else { "pg-basebackup" }
-    );
-    cp.kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&manifest));
-    set_status(cp, ns, name, phase, range);
-}
-
-fn set_status(cp: &ControlPlane, ns: &str, name: &str, phase: &str, (start, end): (&str, &str)) {
-    let status = serde_json::json!({"status": {"phase": phase, "timeRange": {"start": start, "end": end},
-        "startTimestamp": start, "completionTimestamp": end}});
-    cp.kubectl_ok(
-        &["patch", "backup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &status.to_string()],
-        None,
-    );
-}
-
 /// A namespace with the examples' story: WAL 10:07:45..10:47:14, a full backup ending 10:20:03.
 fn story(prefix: &str) -> (&'static ControlPlane, String) {
     let cp = env().cp;
@@ -85,20 +41,6 @@ fn story(prefix: &str) -> (&'static ControlPlane, String) {
     backup(cp, &ns, "pg-wal", "Continuous", "Running", ("2024-05-07T10:07:45Z", "2024-05-07T10:47:14Z"));
     backup(cp, &ns, "pg-full", "Full", "Completed", ("2024-05-07T10:18:40Z", "2024-05-07T10:20:03Z"));
     (cp, ns)
-}
-
-fn apply(cp: &ControlPlane, ns: &str, manifest: &str, dry_run: bool) -> (bool, String, String) {
-    let mut args = vec!["apply", "-n", ns, "-f", "-"];
-    if dry_run {
-        args.insert(1, "--dry-run=server");
-    }
-    let out = cp.kubectl(&args, Some(manifest));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn stored(cp: &ControlPlane, ns: &str, resource: &str, name: &str) -> Option<Value> {
-    let out = cp.kubectl(&["get", resource, name, "-n", ns, "-o", "json"], None);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
 #[test]

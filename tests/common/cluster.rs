@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -185,6 +187,18 @@ pub fn webhook_configurations(hook: &Webhook) -> String {
     docs.join("\n---\n")
 }
 
+/// Registers the shipped webhook configurations for `hook` and waits until the API server calls it.
+pub fn register_webhooks(cp: &ControlPlane, hook: &Webhook) {
+    cp.kubectl_ok(&["apply", "-f", "-"], Some(&webhook_configurations(hook)));
+    // Webhook configurations reach the admission chain through an informer: wait until it calls us.
+    let ns = namespace(cp, "warmup");
+    let probe = ops(OPERATIONS, "probe", "x", "missing", Some("2024-05-07T10:30:00Z"));
+    wait_for(Duration::from_secs(60), "the webhook to be called", || {
+        let out = cp.kubectl(&["apply", "--dry-run=server", "-n", &ns, "-f", "-"], Some(&probe));
+        String::from_utf8_lossy(&out.stderr).contains("denied the request")
+    });
+}
+
 pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -197,4 +211,63 @@ pub fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+// === Objects, as KubeBlocks and kubectl users write them ===
+
+pub const OPERATIONS: &str = "operations.kubeblocks.io/v1alpha1";
+pub const APPS: &str = "apps.kubeblocks.io/v1alpha1";
+
+pub fn ops(api: &str, name: &str, cluster: &str, backup: &str, t: Option<&str>) -> String {
+    let time = t.map(|t| format!("\n    restorePointInTime: \"{t}\"")).unwrap_or_default();
+    format!(
+        "apiVersion: {api}\nkind: OpsRequest\nmetadata:\n  name: {name}\nspec:\n  type: Restore\n  clusterName: {cluster}\n  restore:\n    backupName: {backup}{time}\n"
+    )
+}
+
+/// Creates a Backup and then sets its status through the status subresource, as KubeBlocks does.
+pub fn backup(cp: &ControlPlane, ns: &str, name: &str, ty: &str, phase: &str, range: (&str, &str)) {
+    let manifest = format!(
+        r#"apiVersion: dataprotection.kubeblocks.io/v1alpha1
+kind: Backup
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/instance: pg
+    apps.kubeblocks.io/component-name: postgresql
+    dataprotection.kubeblocks.io/cluster-uid: 6f1c6e1d-0000-4000-8000-000000000001
+    dataprotection.kubeblocks.io/backup-type: {ty}
+  annotations:
+    kubeblocks.io/cluster-snapshot: '{{"apiVersion":"apps.kubeblocks.io/v1","kind":"Cluster","metadata":{{"name":"pg"}}}}'
+spec:
+  backupPolicyName: pg-postgresql-backup-policy
+  backupMethod: {method}
+"#,
+        method = if ty == "Continuous" { "archive-wal" } else { "pg-basebackup" }
+    );
+    cp.kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&manifest));
+    set_status(cp, ns, name, phase, range);
+}
+
+pub fn set_status(cp: &ControlPlane, ns: &str, name: &str, phase: &str, (start, end): (&str, &str)) {
+    let status = serde_json::json!({"status": {"phase": phase, "timeRange": {"start": start, "end": end},
+        "startTimestamp": start, "completionTimestamp": end}});
+    cp.kubectl_ok(
+        &["patch", "backup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &status.to_string()],
+        None,
+    );
+}
+
+pub fn apply(cp: &ControlPlane, ns: &str, manifest: &str, dry_run: bool) -> (bool, String, String) {
+    let mut args = vec!["apply", "-n", ns, "-f", "-"];
+    if dry_run {
+        args.insert(1, "--dry-run=server");
+    }
+    let out = cp.kubectl(&args, Some(manifest));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+pub fn stored(cp: &ControlPlane, ns: &str, resource: &str, name: &str) -> Option<Value> {
+    let out = cp.kubectl(&["get", resource, name, "-n", ns, "-o", "json"], None);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
