@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Stop a control plane started by up.sh DIR and remove DIR. Safe to call twice.
+#   usage: tools/testcp/down.sh DIR        env: TESTCP_STOP_TIMEOUT (seconds per process, default 10)
+set -euo pipefail
+
+[[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 2; }
+W=$1
+[[ -d $W ]] || exit 0                      # already gone
+W=$(cd "$W" && pwd)
+[[ -e $W/.testcp ]] || { echo "testcp: $W was not made by up.sh (no .testcp marker); not touching it" >&2; exit 1; }
+
+# a zombie counts as stopped (the daemons' parent, up.sh, is gone; whoever adopted them reaps them)
+alive() { [[ -r /proc/$1/stat && $(awk '{print $3}' /proc/"$1"/stat 2>/dev/null) != Z ]]; }
+
+# stop PID: TERM, wait up to the bound, then KILL. Only if the PID still runs one of our binaries
+# with this DIR on its command line (guards against PID reuse after a reboot or earlier down.sh).
+stop() {
+  local pid=$1 i
+  [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] || return 0
+  tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$W/" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < ${TESTCP_STOP_TIMEOUT:-10} * 10; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  echo "testcp: pid $pid ignored TERM, sending KILL" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# apiserver first, so it does not spin on a vanished etcd
+for f in apiserver.pid etcd.pid; do
+  [[ -r $W/$f ]] && stop "$(cat "$W/$f")"
+done
+rm -rf -- "$W"
