@@ -36,6 +36,27 @@ pub enum Command {
     Certs(crate::certs::CertsArgs),
 }
 
+/// The flags that change decisions, shared by `validate` and `serve`.
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// volumeRestorePolicy that M1 fills in when it is absent.
+    #[arg(long, default_value = "Parallel", value_parser = ["Serial", "Parallel"], env = "PITRGUARD_DEFAULT_VOLUME_RESTORE_POLICY")]
+    pub default_volume_restore_policy: String,
+
+    /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING")]
+    pub edge_warning: i64,
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> crate::core::Policy {
+        crate::core::Policy {
+            default_volume_restore_policy: self.default_volume_restore_policy.clone(),
+            edge_warning: chrono::TimeDelta::seconds(self.edge_warning),
+        }
+    }
+}
+
 /// The inventory of an offline command: the documents' objects, or (`--live`) the cluster's.
 pub fn inventory(
     inputs: &Inputs,

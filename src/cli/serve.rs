@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::TimeDelta;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::core::Policy;
 use crate::inventory::SharedInventory;
 use crate::inventory::live::{self, ApiFresh};
 use crate::load::{build_index, read_documents};
@@ -51,13 +49,8 @@ pub struct Args {
     #[arg(long, short = 'n', env = "PITRGUARD_NAMESPACE", conflicts_with = "inventory")]
     pub namespace: Option<String>,
 
-    /// volumeRestorePolicy that M1 fills in when it is absent.
-    #[arg(long, default_value = "Parallel", value_parser = ["Serial", "Parallel"], env = "PITRGUARD_DEFAULT_VOLUME_RESTORE_POLICY")]
-    pub default_volume_restore_policy: String,
-
-    /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING")]
-    pub edge_warning: i64,
+    #[command(flatten)]
+    pub policy: super::PolicyArgs,
 
     /// Where development certificates are written when --tls-cert is not given.
     #[arg(long, default_value = ".pitrguard/dev-certs", env = "PITRGUARD_DEV_CERTS_DIR")]
@@ -69,13 +62,6 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn policy(&self) -> Policy {
-        Policy {
-            default_volume_restore_policy: self.default_volume_restore_policy.clone(),
-            edge_warning: TimeDelta::seconds(self.edge_warning),
-        }
-    }
-
     /// The certificate files: the given ones, or fresh development certificates.
     fn tls_files(&self) -> anyhow::Result<TlsFiles> {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
@@ -162,7 +148,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let tls = ReloadingTls::load(args.tls_files()?)?;
     let _watcher = tls.spawn_watcher();
 
-    let app = App { inventory: inventory.clone(), policy: Arc::new(args.policy()), metrics: metrics.clone(), fresh };
+    let app =
+        App { inventory: inventory.clone(), policy: Arc::new(args.policy.policy()), metrics: metrics.clone(), fresh };
     let registry = Arc::new(metrics.registry());
     let admin = Admin { inventory, metrics, registry, tls: Some(tls.clone() as Arc<dyn CertificateStatus>), watch };
 

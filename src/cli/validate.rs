@@ -2,10 +2,9 @@
 
 use std::io::Write;
 
-use chrono::TimeDelta;
 use serde::Serialize;
 
-use super::{Inputs, Output};
+use super::{Inputs, Output, PolicyArgs};
 use crate::core::mutate::to_patch;
 use crate::core::{Decision, Operation, Policy, judge};
 use crate::load::{DEFAULT_NAMESPACE, Document, Kind, build_index, kind_of, read_documents};
@@ -15,22 +14,8 @@ pub struct Args {
     #[command(flatten)]
     pub inputs: Inputs,
 
-    /// volumeRestorePolicy that M1 fills in when it is absent.
-    #[arg(long, default_value = "Parallel", value_parser = ["Serial", "Parallel"], env = "PITRGUARD_DEFAULT_VOLUME_RESTORE_POLICY")]
-    pub default_volume_restore_policy: String,
-
-    /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING")]
-    pub edge_warning: i64,
-}
-
-impl Args {
-    pub fn policy(&self) -> Policy {
-        Policy {
-            default_volume_restore_policy: self.default_volume_restore_policy.clone(),
-            edge_warning: TimeDelta::seconds(self.edge_warning),
-        }
-    }
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// One OpsRequest's verdict, as `--output json` prints it.
@@ -87,7 +72,7 @@ pub fn verdicts_with(docs: &[Document], index: &crate::core::Index, policy: &Pol
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     let docs = read_documents(&args.inputs.paths)?;
     let index = super::inventory(&args.inputs, &docs, None)?;
-    let verdicts = verdicts_with(&docs, &index, &args.policy());
+    let verdicts = verdicts_with(&docs, &index, &args.policy.policy());
     let mut out = std::io::stdout().lock();
     match args.inputs.output {
         Output::Json => {
