@@ -264,7 +264,7 @@ where
     let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
     tokio::pin!(conn);
 
-    let result = if false {
+    let result = if h2 {
         let first_request = tokio::time::sleep(shared.limits.header_read_timeout);
         tokio::select! {
             result = &mut conn => result,
