@@ -1,0 +1,130 @@
+//! SIGTERM to the real `pitrguard serve` binary while AdmissionReviews are in
+//! flight: every request that had started gets its answer, new connections
+//! are refused, and the process exits 0 once they are done.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const IN_FLIGHT: usize = 6;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn connector(ca_pem: &str) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_every_in_flight_request_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
+        .args(["serve", "--inventory", examples, "--drain-timeout", "15"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--dev-certs-dir", dir.path().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = async {
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)).await {
+                s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out).await;
+                if out.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ready).await.expect("pitrguard ready");
+    let tls = connector(&std::fs::read_to_string(dir.path().join("ca.crt")).unwrap());
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json")).unwrap();
+
+    // Requests in flight: headers and half of each body sent.
+    let mut streams = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut s = tls.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+        let head = format!(
+            "POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..body.len() / 2]).await.unwrap();
+        s.flush().await.unwrap();
+        streams.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The listener is closed: no new request gets in.
+    let refused = match TcpStream::connect(("127.0.0.1", port)).await {
+        Err(_) => true,
+        Ok(tcp) => tls.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.is_err(),
+    };
+    assert!(refused, "a new connection after SIGTERM must be refused");
+    assert!(child.try_wait().unwrap().is_none(), "pitrguard must wait for the in-flight requests");
+
+    // The rest of each body: every one is answered in full.
+    for mut s in streams {
+        s.write_all(&body[body.len() / 2..]).await.unwrap();
+        s.flush().await.unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read = async {
+            loop {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                reply.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&reply);
+                if n == 0 || (text.contains("\r\n\r\n") && text.trim_end().ends_with('}')) {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read).await.expect("an answer");
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains(r#""uid":"705ab4f5-6393-11e8-b7cc-42010a800002""#), "{text}");
+        assert!(text.contains("12m46s after the end"), "{text}");
+    }
+
+    let exited = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(exited.map(|s| s.code()), Some(Some(0)), "pitrguard exits 0 after draining");
+}
