@@ -36,27 +36,11 @@ fn inventory(n: usize) -> (Index, Vec<BackupFacts>) {
         let end = t0() + TimeDelta::minutes(30 * k as i64 + 5);
         let b = BackupFacts {
             namespace: format!("ns-{}", cluster / 20),
-            name: if continuous {
-                format!("pg-{cluster}-wal")
-            } else {
-                format!("pg-{cluster}-full-{k}")
-            },
-            backup_type: if continuous {
-                BackupType::Continuous
-            } else {
-                BackupType::Full
-            },
+            name: if continuous { format!("pg-{cluster}-wal") } else { format!("pg-{cluster}-full-{k}") },
+            backup_type: if continuous { BackupType::Continuous } else { BackupType::Full },
             phase: Some(if continuous { "Running" } else { "Completed" }.into()),
-            start: Some(if continuous {
-                t0()
-            } else {
-                end - TimeDelta::minutes(5)
-            }),
-            end: Some(if continuous {
-                t0() + TimeDelta::hours(25)
-            } else {
-                end
-            }),
+            start: Some(if continuous { t0() } else { end - TimeDelta::minutes(5) }),
+            end: Some(if continuous { t0() + TimeDelta::hours(25) } else { end }),
             lineage,
             policy_name: Some(format!("pol-{cluster}")),
             action_set: Some("pg-pitr".into()),
@@ -96,28 +80,11 @@ fn decision(c: &mut Criterion) {
         let (index, all) = inventory(n);
         let object = request(n);
         let d = judge(Operation::Create, Some(&object), None, "", &index, &policy);
-        assert!(
-            d.allowed(),
-            "the benchmark request must pass: {:?}",
-            d.violations
-        );
+        assert!(d.allowed(), "the benchmark request must pass: {:?}", d.violations);
         group.bench_with_input(BenchmarkId::new("judge", n), &n, |b, _| {
-            b.iter(|| {
-                judge(
-                    Operation::Create,
-                    Some(black_box(&object)),
-                    None,
-                    "",
-                    &index,
-                    &policy,
-                )
-            })
+            b.iter(|| judge(Operation::Create, Some(black_box(&object)), None, "", &index, &policy))
         });
-        let s = all
-            .iter()
-            .find(|b| b.name == object["spec"]["restore"]["backupName"])
-            .unwrap()
-            .clone();
+        let s = all.iter().find(|b| b.name == object["spec"]["restore"]["backupName"]).unwrap().clone();
         let t: DateTime<Utc> = "2024-05-07T12:34:56Z".parse().unwrap();
         assert_eq!(naive_latest_base(&all, &s, t), d.plan.unwrap().base_backup);
         group.bench_with_input(BenchmarkId::new("naive-scan-baseline", n), &n, |b, _| {

@@ -220,3 +220,77 @@ proptest! {
         prop_assert_eq!(d.allowed(), inside, "window {:?}, violations {:?}", printed[0].restorable_window, d.violations);
     }
 }
+
+/// A random change to the inventory, as watch events deliver them.
+#[derive(Debug, Clone)]
+enum Change {
+    Apply { name: u8, ty: u8, completed: bool, end: Option<i64>, uid: u8, instance: u8 },
+    Delete { name: u8 },
+}
+
+fn arb_change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => (0u8..12, 0u8..4, prop::bool::weighted(0.8), prop::option::weighted(0.9, -100i64..400), 0u8..2, 0u8..2)
+            .prop_map(|(name, ty, completed, end, uid, instance)| Change::Apply { name, ty, completed, end, uid, instance }),
+        1 => (0u8..12).prop_map(|name| Change::Delete { name }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The index answers exactly what a scan of the live objects answers, after any sequence of changes.
+    #[test]
+    fn the_index_agrees_with_a_full_scan(changes in prop::collection::vec(arb_change(), 0..40), from in -50i64..200, len in 0i64..300) {
+        let at = |s: i64| t0() + TimeDelta::seconds(s);
+        let mut index = Index::new();
+        let mut live: std::collections::BTreeMap<u8, BackupFacts> = Default::default();
+        for c in changes {
+            match c {
+                Change::Apply { name, ty, completed, end, uid, instance } => {
+                    let b = BackupFacts {
+                        namespace: NS.into(),
+                        name: format!("b{name}"),
+                        backup_type: [BackupType::Full, BackupType::Incremental, BackupType::Continuous, BackupType::Differential][ty as usize].clone(),
+                        phase: Some(if completed { "Completed" } else { "Running" }.into()),
+                        start: end.map(|e| at(e - 10)),
+                        end: end.map(at),
+                        lineage: Lineage { cluster_uid: Some(format!("u{uid}")), instance: Some(format!("i{instance}")), component: Some("c".into()), policy_label: None },
+                        policy_name: None,
+                        action_set: None,
+                        has_cluster_snapshot: true,
+                    };
+                    index.apply_backup(b.clone());
+                    live.insert(name, b);
+                }
+                Change::Delete { name } => {
+                    index.delete_backup(NS, &format!("b{name}"));
+                    live.remove(&name);
+                }
+            }
+        }
+        use pitrguard::core::Inventory;
+        let probe = BackupFacts {
+            namespace: NS.into(), name: "probe".into(), backup_type: BackupType::Continuous, phase: None,
+            start: None, end: None, lineage: Lineage { cluster_uid: Some("u0".into()), instance: Some("i0".into()), component: Some("c".into()), policy_label: None },
+            policy_name: None, action_set: None, has_cluster_snapshot: true,
+        };
+        let (a, b) = (at(from), at(from + len));
+        let m = probe.candidate_match();
+        let mut want: Vec<(DateTime<Utc>, String)> = live.values()
+            .filter(|x| x.is_base() && m.matches(&x.lineage) && x.end.is_some_and(|e| a <= e && e <= b))
+            .map(|x| (x.end.unwrap(), x.name.clone()))
+            .collect();
+        want.sort();
+        let got: Vec<(DateTime<Utc>, String)> = index.bases_ending_between(&probe, a, b).into_iter().map(|r| (r.end, r.name)).collect();
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(index.earliest_base(&probe, a, b).map(|r| r.name), want.first().map(|w| w.1.clone()));
+        let latest_end = want.iter().map(|w| w.0).max();
+        let latest = want.iter().find(|w| Some(w.0) == latest_end).map(|w| w.1.clone());
+        prop_assert_eq!(index.latest_base(&probe, a, b).map(|r| r.name), latest);
+        prop_assert_eq!(index.counts().backups, live.len());
+        for (name, b) in &live {
+            prop_assert_eq!(index.backup(NS, &format!("b{name}")), Some(b.clone()));
+        }
+    }
+}

@@ -189,3 +189,89 @@ impl ActionSetFacts {
 
 /// Labels of an object, for builders and tests.
 pub type Labels = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(json: serde_json::Value) -> BackupFacts {
+        BackupFacts::from_backup(&serde_json::from_value(json).unwrap(), "default")
+    }
+
+    #[test]
+    fn time_range_wins_and_timestamps_are_the_fallback() {
+        let with_range = backup(serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "b", "namespace": "demo"},
+            "spec": {"backupPolicyName": "p", "backupMethod": "m"},
+            "status": {"phase": "Running", "startTimestamp": "2024-05-07T09:00:00Z", "completionTimestamp": "2024-05-07T11:00:00Z",
+                       "timeRange": {"start": "2024-05-07T10:07:45Z", "end": "2024-05-07T10:47:14Z", "timeZone": "+08:00"}}
+        }));
+        assert_eq!(with_range.start, Some("2024-05-07T10:07:45Z".parse().unwrap()));
+        assert_eq!(with_range.end, Some("2024-05-07T10:47:14Z".parse().unwrap()));
+
+        let without = backup(serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "b"},
+            "spec": {"backupPolicyName": "p", "backupMethod": "m"},
+            "status": {"phase": "Completed", "startTimestamp": "2024-05-07T09:00:00Z", "completionTimestamp": "2024-05-07T09:05:00Z"}
+        }));
+        assert_eq!(without.start, Some("2024-05-07T09:00:00Z".parse().unwrap()));
+        assert_eq!(without.end, Some("2024-05-07T09:05:00Z".parse().unwrap()));
+        assert_eq!(without.namespace, "default");
+        assert_eq!(without.backup_type, BackupType::Full, "no backup-type label means Full");
+        assert!(without.is_base());
+        assert!(!without.has_cluster_snapshot);
+    }
+
+    #[test]
+    fn labels_annotations_and_the_action_set_are_read() {
+        let b = backup(serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "wal", "namespace": "demo",
+                "labels": {LABEL_BACKUP_TYPE: "Continuous", LABEL_INSTANCE: "pg", LABEL_COMPONENT: "postgresql",
+                           LABEL_CLUSTER_UID: "u1", LABEL_BACKUP_POLICY: "pol", "other": "x"},
+                "annotations": {ANNOTATION_CLUSTER_SNAPSHOT: "{}"}},
+            "spec": {"backupPolicyName": "pol", "backupMethod": "archive-wal"},
+            "status": {"phase": "Running", "backupMethod": {"name": "archive-wal", "actionSetName": "pg-pitr"}}
+        }));
+        assert!(b.is_continuous() && b.has_cluster_snapshot);
+        assert_eq!(b.action_set.as_deref(), Some("pg-pitr"));
+        assert_eq!(
+            b.candidate_match(),
+            CandidateMatch::Labels {
+                cluster_uid: Some("u1".into()),
+                instance: Some("pg".into()),
+                component: Some("postgresql".into())
+            }
+        );
+        assert_eq!((b.start, b.end), (None, None), "no time range yet");
+    }
+
+    #[test]
+    fn an_unparsable_status_time_counts_as_missing() {
+        let b = backup(serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup", "metadata": {"name": "b"},
+            "spec": {}, "status": {"timeRange": {"start": "yesterday", "end": "2024-05-07T10:47:14Z"}}
+        }));
+        assert_eq!(b.start, None);
+        assert!(b.end.is_some());
+    }
+
+    #[test]
+    fn action_sets_require_a_base_unless_they_say_otherwise() {
+        let a = |restore: serde_json::Value| {
+            ActionSetFacts::from_action_set(
+                &serde_json::from_value(serde_json::json!({
+                    "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "ActionSet",
+                    "metadata": {"name": "a"}, "spec": {"backupType": "Continuous", "restore": restore}
+                }))
+                .unwrap(),
+            )
+            .base_backup_required
+        };
+        assert!(a(serde_json::json!({})));
+        assert!(a(serde_json::json!({"baseBackupRequired": true})));
+        assert!(!a(serde_json::json!({"baseBackupRequired": false})));
+    }
+}
