@@ -24,12 +24,13 @@ pub fn repo() -> PathBuf {
 /// Runs `script` once this test process has exited.
 fn after_exit(script: &str) {
     let me = std::process::id();
+    // `setsid --fork` detaches the watchdog and returns at once, so nothing is left to wait for.
     Command::new("setsid")
-        .args(["sh", "-c", &format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {script}")])
+        .args(["--fork", "sh", "-c", &format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {script}")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .status()
         .expect("start the clean-up watchdog");
 }
 
