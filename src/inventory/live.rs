@@ -71,6 +71,8 @@ pub async fn fresh_backups(client: &Client, namespace: &str) -> anyhow::Result<I
 trait Kind: Send + 'static {
     type Item: Send;
     const NAME: &'static str;
+    /// Its place in [`WatchState`].
+    const SLOT: usize;
     fn apply(index: &mut Index, item: Self::Item);
     fn delete(index: &mut Index, item: Self::Item);
     fn replace(index: &mut Index, items: Vec<Self::Item>);
@@ -80,6 +82,7 @@ struct Backups;
 impl Kind for Backups {
     type Item = BackupFacts;
     const NAME: &'static str = "Backup";
+    const SLOT: usize = 0;
     fn apply(index: &mut Index, b: BackupFacts) {
         index.apply_backup(b);
     }
@@ -95,6 +98,7 @@ struct ActionSets;
 impl Kind for ActionSets {
     type Item = ActionSetFacts;
     const NAME: &'static str = "ActionSet";
+    const SLOT: usize = 1;
     fn apply(index: &mut Index, a: ActionSetFacts) {
         index.apply_action_set(a);
     }
@@ -110,6 +114,7 @@ struct Clusters;
 impl Kind for Clusters {
     type Item = (String, String);
     const NAME: &'static str = "Cluster";
+    const SLOT: usize = 2;
     fn apply(index: &mut Index, (ns, name): (String, String)) {
         index.apply_cluster(&ns, &name);
     }
@@ -124,32 +129,29 @@ impl Kind for Clusters {
 /// Health of the watches, for readiness and `/metrics`.
 pub struct WatchState {
     synced: AtomicUsize,
-    /// Since when a watch has been failing; `None` while all are healthy.
-    broken_since: std::sync::Mutex<Option<Instant>>,
+    /// Per watch: since when it has been failing; `None` while it is healthy.
+    broken_since: std::sync::Mutex<[Option<Instant>; KINDS]>,
 }
 
 const KINDS: usize = 3;
 
 impl WatchState {
     fn new() -> Self {
-        Self { synced: AtomicUsize::new(0), broken_since: std::sync::Mutex::new(None) }
+        Self { synced: AtomicUsize::new(0), broken_since: std::sync::Mutex::new([None; KINDS]) }
     }
 
     /// Seconds the inventory may have missed changes for: 0 while the watches are healthy.
     pub fn staleness(&self) -> Duration {
-        self.broken_since.lock().map(|b| b.map(|t| t.elapsed()).unwrap_or_default()).unwrap_or_default()
+        let broken = self.broken_since.lock().unwrap_or_else(|e| e.into_inner());
+        broken.iter().flatten().map(Instant::elapsed).max().unwrap_or_default()
     }
 
-    fn healthy(&self) {
-        if let Ok(mut b) = self.broken_since.lock() {
-            *b = None;
-        }
+    fn healthy(&self, kind: usize) {
+        self.broken_since.lock().unwrap_or_else(|e| e.into_inner())[kind] = None;
     }
 
-    fn broken(&self) {
-        if let Ok(mut b) = self.broken_since.lock() {
-            b.get_or_insert_with(Instant::now);
-        }
+    fn broken(&self, kind: usize) {
+        self.broken_since.lock().unwrap_or_else(|e| e.into_inner())[kind].get_or_insert_with(Instant::now);
     }
 }
 
@@ -168,11 +170,11 @@ where
                 // The watcher re-lists with backoff; the cache keeps answering meanwhile.
                 tracing::warn!(kind = K::NAME, %error, "watch failed; serving from the cache and retrying");
                 metrics.watch_restarts.inc();
-                state.broken();
+                state.broken(K::SLOT);
                 continue;
             }
         };
-        state.healthy();
+        state.healthy(K::SLOT);
         match event {
             Event::Init => relist.clear(),
             Event::InitApply(item) => relist.push(item),
