@@ -1,0 +1,619 @@
+//! The webhook under load, next to the floor of its own stack.
+//!
+//! `cargo bench --bench webhook_load` — one process: dev certificates from
+//! `pitrguard::certs::generate`, two servers on 127.0.0.1 behind the same
+//! `serve_tls` transport and the same `ReloadingTls`:
+//!
+//! - **webhook**: `pitrguard::server::webhook::router` with the examples inventory;
+//! - **floor**: an axum router whose `POST /validate` reads the body and returns a
+//!   constant allowed AdmissionReview — what the transport, TLS, HTTP and axum cost
+//!   without pitrguard's work.
+//!
+//! The load generator runs in the same tokio runtime: `C` HTTP/1.1 keep-alive
+//! connections (raw hyper over tokio-rustls, trusting the dev CA), each sending
+//! `POST /validate` with `examples/admission/review-denied.json` back to back,
+//! for a warm-up and then a measured period. Runs: webhook, floor, webhook
+//! again (drift), and webhook over HTTP/2 (one connection, `C` streams). Any
+//! non-200 answer, transport error or request over 10 s is an error.
+//!
+//! The figures are printed and written into BENCHMARKS.md between
+//! `<!-- load:begin -->` and `<!-- load:end -->` (other sections are kept).
+//!
+//! Environment:
+//! - `WEBHOOK_LOAD_CONNS` connections (HTTP/1.1) and streams (HTTP/2), default 8
+//! - `WEBHOOK_LOAD_SECS` measured seconds per run, default 10
+//! - `WEBHOOK_LOAD_WARMUP_SECS` warm-up seconds per run, default 2
+//! - `WEBHOOK_LOAD_THREADS` tokio worker threads, default: the number of CPUs
+//! - `WEBHOOK_LOAD_H2=0` skips the HTTP/2 run
+//! - `WEBHOOK_LOAD_LOG=1` installs a tracing subscriber at info (written to a
+//!   sink), so the per-decision log line is formatted as in `serve`
+//! - `WEBHOOK_LOAD_WRITE=0` does not touch BENCHMARKS.md
+//!
+//! Without `--bench` (`cargo test --benches`) it is a smoke run: 2
+//! connections, 0.3 s, no warm-up, BENCHMARKS.md untouched. There are no
+//! timing thresholds; only errors fail it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{Request, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pitrguard::core::Policy;
+use pitrguard::inventory::SharedInventory;
+use pitrguard::load::{build_index, read_documents};
+use pitrguard::metrics::Metrics;
+use pitrguard::server::tls::{ReloadingTls, TlsFiles};
+use pitrguard::server::transport::{Limits, serve_tls};
+use pitrguard::server::webhook::{self, App};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
+
+/// A request slower than this counts as an error (the API server's default webhook timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the requests of one connection or stream in one run (a runaway guard).
+const MAX_REQUESTS_PER_WORKER: usize = 2_000_000;
+/// The floor's answer: an allowed AdmissionReview, as small as the webhook's.
+const FLOOR_RESPONSE: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
+const BEGIN: &str = "<!-- load:begin -->";
+const END: &str = "<!-- load:end -->";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    Http2,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Http1 => "HTTP/1.1",
+            Proto::Http2 => "HTTP/2",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Settings {
+    conns: usize,
+    warmup: Duration,
+    measure: Duration,
+    threads: usize,
+    h2: bool,
+    log: bool,
+    write: bool,
+    smoke: bool,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+fn env_flag(name: &str, default: bool) -> bool {
+    std::env::var(name).map(|v| !matches!(v.trim(), "0" | "false" | "no" | "")).unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let smoke = !std::env::args().any(|a| a == "--bench");
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let threads = env_num("WEBHOOK_LOAD_THREADS", cpus).max(1);
+        if smoke {
+            return Settings {
+                conns: 2,
+                warmup: Duration::ZERO,
+                measure: Duration::from_millis(300),
+                threads,
+                h2: true,
+                log: false,
+                write: false,
+                smoke,
+            };
+        }
+        Settings {
+            conns: env_num("WEBHOOK_LOAD_CONNS", 8usize).max(1),
+            warmup: Duration::from_secs_f64(env_num("WEBHOOK_LOAD_WARMUP_SECS", 2.0f64).max(0.0)),
+            measure: Duration::from_secs_f64(env_num("WEBHOOK_LOAD_SECS", 10.0f64).max(0.1)),
+            threads,
+            h2: env_flag("WEBHOOK_LOAD_H2", true),
+            log: env_flag("WEBHOOK_LOAD_LOG", false),
+            write: env_flag("WEBHOOK_LOAD_WRITE", true),
+            smoke,
+        }
+    }
+
+    /// The command that reproduces this run, with the overrides that were set.
+    fn command(&self) -> String {
+        let mut vars: Vec<String> =
+            std::env::vars().filter(|(k, _)| k.starts_with("WEBHOOK_LOAD_")).map(|(k, v)| format!("{k}={v}")).collect();
+        vars.sort();
+        vars.push("cargo bench --bench webhook_load".into());
+        vars.join(" ")
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// servers
+
+fn examples_app() -> App {
+    let docs = read_documents(&[repo().join("examples")]).expect("examples/ loads");
+    let index = build_index(&docs).expect("examples/ indexes");
+    App {
+        inventory: Arc::new(SharedInventory::ready(index)),
+        policy: Arc::new(Policy::default()),
+        metrics: Arc::new(Metrics::new()),
+        fresh: None,
+    }
+}
+
+fn floor_router() -> Router {
+    Router::new().route(
+        "/validate",
+        post(|body: Bytes| async move {
+            std::hint::black_box(&body);
+            ([(header::CONTENT_TYPE, "application/json")], FLOOR_RESPONSE).into_response()
+        }),
+    )
+}
+
+/// Starts `app` with `serve_tls` on 127.0.0.1:0; returns its port.
+async fn start(tls: Arc<ReloadingTls>, app: Router, stop: &watch::Receiver<bool>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let mut stop = stop.clone();
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let limits = Limits { drain_timeout: Duration::from_secs(2), ..Limits::default() };
+    tokio::spawn(async move { serve_tls(listener, tls, app, limits, shutdown).await.expect("serve_tls") });
+    port
+}
+
+// ---------------------------------------------------------------------------
+// client
+
+struct Client {
+    connector: TlsConnector,
+    body: Bytes,
+}
+
+type Body = Full<Bytes>;
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Body>),
+    H2(hyper::client::conn::http2::SendRequest<Body>),
+}
+
+impl Client {
+    fn new(ca_pem: &str, body: Bytes, proto: Proto) -> Client {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.expect("CA PEM")).expect("CA certificate");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = match proto {
+            Proto::Http1 => vec![b"http/1.1".to_vec()],
+            Proto::Http2 => vec![b"h2".to_vec()],
+        };
+        Client { connector: TlsConnector::from(Arc::new(config)), body }
+    }
+
+    async fn connect(&self, port: u16, proto: Proto) -> anyhow::Result<Sender> {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from("127.0.0.1")?.to_owned();
+        let tls = self.connector.connect(name, tcp).await?;
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let io = TokioIo::new(tls);
+        match proto {
+            Proto::Http1 => {
+                anyhow::ensure!(negotiated.as_deref() != Some(b"h2"), "asked for HTTP/1.1, server chose h2");
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(Sender::H1(sender))
+            }
+            Proto::Http2 => {
+                anyhow::ensure!(negotiated.as_deref() == Some(b"h2"), "asked for h2, server did not agree");
+                let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(Sender::H2(sender))
+            }
+        }
+    }
+
+    fn request(&self) -> Request<Body> {
+        Request::post("/validate")
+            .header(header::HOST, "127.0.0.1")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(self.body.clone()))
+            .unwrap()
+    }
+
+    /// One request; Ok(body) only for a 200 with a fully read body.
+    async fn send(&self, sender: &mut Sender) -> anyhow::Result<Bytes> {
+        let req = self.request();
+        let exchange = async {
+            let resp = match sender {
+                Sender::H1(s) => {
+                    s.ready().await?;
+                    s.send_request(req).await?
+                }
+                Sender::H2(s) => s.send_request(req).await?,
+            };
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(status == StatusCode::OK, "HTTP {status}: {}", String::from_utf8_lossy(&body));
+            Ok(body)
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}"))?
+    }
+}
+
+// ---------------------------------------------------------------------------
+// one run
+
+struct Outcome {
+    label: String,
+    proto: Proto,
+    latencies_ns: Vec<u64>,
+    errors: usize,
+    first_error: Option<String>,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn rps(&self) -> f64 {
+        self.latencies_ns.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile, in microseconds.
+    fn pct_us(&self, p: f64) -> f64 {
+        if self.latencies_ns.is_empty() {
+            return f64::NAN;
+        }
+        let n = self.latencies_ns.len();
+        let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as usize;
+        self.latencies_ns[rank.min(n) - 1] as f64 / 1000.0
+    }
+
+    fn max_us(&self) -> f64 {
+        self.latencies_ns.last().map_or(f64::NAN, |&v| v as f64 / 1000.0)
+    }
+}
+
+struct Worker {
+    latencies_ns: Vec<u64>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// `conns` workers send back to back from now until warm-up + measure; a
+/// request counts if it started after the warm-up.
+async fn run(label: &str, client: Arc<Client>, port: u16, proto: Proto, s: &Settings) -> Outcome {
+    // Connections are made before the clock starts: one per worker for
+    // HTTP/1.1, one shared by all streams for HTTP/2.
+    let mut senders = Vec::with_capacity(s.conns);
+    match proto {
+        Proto::Http1 => {
+            for _ in 0..s.conns {
+                senders.push(client.connect(port, proto).await.expect("connect"));
+            }
+        }
+        Proto::Http2 => {
+            let Sender::H2(shared) = client.connect(port, proto).await.expect("connect") else { unreachable!() };
+            for _ in 0..s.conns {
+                senders.push(Sender::H2(shared.clone()));
+            }
+        }
+    }
+    let started = Instant::now();
+    let measure_from = started + s.warmup;
+    let until = measure_from + s.measure;
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut sender in senders {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut w = Worker { latencies_ns: Vec::with_capacity(1 << 16), errors: 0, first_error: None };
+            for _ in 0..MAX_REQUESTS_PER_WORKER {
+                let t = Instant::now();
+                if t >= until {
+                    break;
+                }
+                let result = client.send(&mut sender).await;
+                let took = t.elapsed();
+                match result {
+                    Ok(_) if t >= measure_from => w.latencies_ns.push(took.as_nanos() as u64),
+                    Ok(_) => {}
+                    Err(e) => {
+                        // Counted in the warm-up too: every request must succeed.
+                        w.errors += 1;
+                        w.first_error.get_or_insert_with(|| format!("{e:#}"));
+                        // A broken HTTP/1.1 connection is replaced; HTTP/2 streams share theirs.
+                        if proto == Proto::Http1 {
+                            match client.connect(port, proto).await {
+                                Ok(fresh) => sender = fresh,
+                                Err(e) => {
+                                    w.errors += 1;
+                                    w.first_error.get_or_insert_with(|| format!("reconnect: {e:#}"));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            w
+        });
+    }
+    let mut outcome = Outcome {
+        label: label.to_string(),
+        proto,
+        latencies_ns: Vec::new(),
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let w = joined.expect("load worker panicked");
+        outcome.latencies_ns.extend(w.latencies_ns);
+        outcome.errors += w.errors;
+        if outcome.first_error.is_none() {
+            outcome.first_error = w.first_error;
+        }
+    }
+    outcome.elapsed = measure_from.elapsed();
+    outcome.latencies_ns.sort_unstable();
+    outcome
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+fn sh(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().into())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn row(o: &Outcome, conns: usize) -> String {
+    let shape = match o.proto {
+        Proto::Http1 => format!("{conns} conns"),
+        Proto::Http2 => format!("1 conn, {conns} streams"),
+    };
+    format!(
+        "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        o.label,
+        o.proto.name(),
+        shape,
+        o.latencies_ns.len(),
+        o.rps(),
+        o.pct_us(50.0),
+        o.pct_us(90.0),
+        o.pct_us(99.0),
+        o.max_us(),
+        o.errors
+    )
+}
+
+fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &str) -> String {
+    let floor = outcomes.iter().find(|o| o.label == "floor").expect("floor run");
+    let mut text = String::new();
+    let push = |text: &mut String, line: &str| {
+        text.push_str(line);
+        text.push('\n');
+    };
+    push(&mut text, "## Webhook under load (`benches/webhook_load.rs`)");
+    push(&mut text, "");
+    push(&mut text, &format!("Command: `{}`", s.command()));
+    push(&mut text, "");
+    let commit = sh("git", &["-C", repo().to_str().unwrap_or("."), "rev-parse", "--short", "HEAD"]);
+    let dirty = sh("git", &["-C", repo().to_str().unwrap_or("."), "status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|t| !t.is_empty());
+    let lines = [
+        format!("- date: {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")),
+        format!(
+            "- machine: nproc {}, {}; load average (1/5/15 min) {load_before} before, {load_after} after",
+            sh("nproc", &[]).unwrap_or_else(|| "?".into()),
+            cpu_model()
+        ),
+        format!(
+            "- build: {}; commit {}{}",
+            sh("rustc", &["-V"]).unwrap_or_else(|| "rustc ?".into()),
+            commit.unwrap_or_else(|| "?".into()),
+            if dirty { " with uncommitted changes" } else { "" }
+        ),
+        format!(
+            "- setup: one process, tokio multi-thread runtime with {} worker threads shared by both servers and the load \
+             generator; TLS 1.3 (ring, ECDSA P-256 dev certificate) via `serve_tls` and `ReloadingTls`; body \
+             `examples/admission/review-denied.json` ({} bytes); {} s warm-up, then {} s measured per run; tracing \
+             subscriber: {}",
+            s.threads,
+            std::fs::metadata(repo().join("examples/admission/review-denied.json")).map_or(0, |m| m.len()),
+            s.warmup.as_secs_f64(),
+            s.measure.as_secs_f64(),
+            if s.log { "fmt at info, written to a sink" } else { "none (the per-decision log line is not formatted)" }
+        ),
+        "- webhook = `webhook::router` with the examples inventory (the request is denied by R10); floor = axum \
+         `POST /validate` that reads the body and returns a constant allowed AdmissionReview; latencies in µs, from \
+         sending the request to having read the whole response"
+            .to_string(),
+    ];
+    for l in lines {
+        push(&mut text, &l);
+    }
+    push(&mut text, "");
+    push(&mut text, "| run | protocol | concurrency | requests | req/s | p50 µs | p90 µs | p99 µs | max µs | errors |");
+    push(&mut text, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for o in outcomes {
+        push(&mut text, &row(o, s.conns));
+    }
+    push(&mut text, "");
+    let ratios: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.label.starts_with("webhook") && o.proto == Proto::Http1)
+        .map(|o| {
+            format!("{}: req/s {:.2}×, p99 {:.2}×", o.label, o.rps() / floor.rps(), o.pct_us(99.0) / floor.pct_us(99.0))
+        })
+        .collect();
+    push(&mut text, &format!("Webhook / floor (HTTP/1.1): {}.", ratios.join("; ")));
+    text
+}
+
+/// Replaces the text between the markers in BENCHMARKS.md (or appends the
+/// section); everything else in the file is kept. Written to a temporary
+/// file and renamed into place.
+fn write_section(path: &Path, section: &str) -> std::io::Result<()> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "# Benchmarks\n\nEvery figure here comes with the command that reproduces it.\n".to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    let block = format!("{BEGIN}\n{}{END}", section);
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &old[..b], &old[e + END.len()..]),
+        _ => format!("{}\n\n{block}\n", old.trim_end_matches('\n')),
+    };
+    let tmp = path.with_file_name(".BENCHMARKS.md.webhook_load.tmp");
+    std::fs::write(&tmp, new)?;
+    std::fs::rename(&tmp, path)
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let s = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(s.threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench(s));
+}
+
+async fn bench(s: Settings) {
+    if s.log {
+        tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::sink).init();
+    }
+    // Dev certificates, written out and loaded the way `serve` loads them.
+    let certs = pitrguard::certs::generate(&["127.0.0.1".to_string(), "localhost".to_string()]).expect("dev certs");
+    let dir = tempfile::Builder::new().prefix("pitrguard-webhook-load-").tempdir().expect("tempdir");
+    pitrguard::certs::write(dir.path(), &certs).expect("write dev certs");
+    let files = TlsFiles { cert: dir.path().join("tls.crt"), key: dir.path().join("tls.key"), client_ca: None };
+    let tls = ReloadingTls::load(files).expect("load dev certs");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let webhook_port = start(tls.clone(), webhook::router(examples_app()), &stop_rx).await;
+    let floor_port = start(tls.clone(), floor_router(), &stop_rx).await;
+
+    let body = Bytes::from(
+        std::fs::read(repo().join("examples/admission/review-denied.json"))
+            .expect("examples/admission/review-denied.json"),
+    );
+    let h1 = Arc::new(Client::new(&certs.ca_pem, body.clone(), Proto::Http1));
+    let h2 = Arc::new(Client::new(&certs.ca_pem, body, Proto::Http2));
+
+    // What each server answers: the webhook must deny (the real path), the floor allow.
+    for (port, name, allowed) in [(webhook_port, "webhook", false), (floor_port, "floor", true)] {
+        let mut sender = h1.connect(port, Proto::Http1).await.expect("connect");
+        let answer = h1.send(&mut sender).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let v: serde_json::Value = serde_json::from_slice(&answer).expect("JSON answer");
+        assert_eq!(v["response"]["allowed"], allowed, "{name} answered {v}");
+    }
+
+    let load_before = loadavg();
+    println!(
+        "webhook_load: {} connections, {:?} warm-up + {:?} measured per run, {} tokio worker threads, load average {load_before}{}",
+        s.conns,
+        s.warmup,
+        s.measure,
+        s.threads,
+        if s.smoke { " (smoke run: pass --bench, as cargo bench does, for the real one)" } else { "" }
+    );
+    let mut plan = vec![
+        ("webhook", webhook_port, Proto::Http1),
+        ("floor", floor_port, Proto::Http1),
+        ("webhook (again)", webhook_port, Proto::Http1),
+    ];
+    if s.h2 {
+        plan.push(("webhook", webhook_port, Proto::Http2));
+    }
+    let mut outcomes = Vec::new();
+    for (label, port, proto) in plan {
+        let client = if proto == Proto::Http1 { h1.clone() } else { h2.clone() };
+        let o = run(label, client, port, proto, &s).await;
+        println!(
+            "  {:<16} {:<8} {:>9.0} req/s  p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs  max {:>8.0} µs  errors {}",
+            o.label,
+            o.proto.name(),
+            o.rps(),
+            o.pct_us(50.0),
+            o.pct_us(90.0),
+            o.pct_us(99.0),
+            o.max_us(),
+            o.errors
+        );
+        if let Some(e) = &o.first_error {
+            println!("    first error: {e}");
+        }
+        outcomes.push(o);
+    }
+    let load_after = loadavg();
+    let _ = stop_tx.send(true);
+
+    let section = report(&s, &outcomes, &load_before, &load_after);
+    println!("\n{section}");
+    let errors: usize = outcomes.iter().map(|o| o.errors).sum();
+    assert!(outcomes.iter().all(|o| !o.latencies_ns.is_empty()), "a run completed no request");
+    assert_eq!(errors, 0, "requests failed; see the first errors above");
+    if s.write {
+        let path = repo().join("BENCHMARKS.md");
+        write_section(&path, &section).expect("write BENCHMARKS.md");
+        println!("written to {}", path.display());
+    }
+}

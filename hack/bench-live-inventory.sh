@@ -1,0 +1,505 @@
+#!/usr/bin/env bash
+# pitrguard's live inventory at scale: time to ready and memory with N Backups in the cluster.
+#
+#   usage: hack/bench-live-inventory.sh
+#   env:   N           Backups to create (default 10000), in NAMESPACES namespaces (default 10),
+#                      clusters of 50 Backups (1 continuous + 49 full)
+#          THREADS     client threads creating them, one keep-alive connection each (default 4)
+#          RUNS        measured starts of pitrguard with the N Backups (default 3)
+#          WRITE=0     print the figures but leave BENCHMARKS.md alone
+#
+# Steps: cargo build --release; a throw-away control plane (tools/testcp/up.sh; stopped by
+# tools/testcp/down.sh on any exit); a baseline start of `pitrguard serve` in live mode while the
+# cluster holds no Backup; N Backups created and their status set through the status subresource
+# (python3 stdlib over the API server's HTTPS, not kubectl); RUNS starts of `pitrguard serve` with
+# the N Backups. Each start: wall time from spawning the process to GET /readyz = 200 (polled every
+# 50 ms), then VmRSS and VmHWM from /proc/PID/status, then /metrics must show
+# pitrguard_inventory_objects{kind="Backup"} equal to the Backups in the cluster, then SIGTERM
+# (must exit 0). The figures are printed and written into BENCHMARKS.md between
+# <!-- live:begin --> and <!-- live:end --> (other sections are kept).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+export N=${N:-10000} NAMESPACES=${NAMESPACES:-10} THREADS=${THREADS:-4} RUNS=${RUNS:-3} WRITE=${WRITE:-1}
+for v in N NAMESPACES THREADS RUNS; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench-live-inventory: $v=${!v} is not a number" >&2; exit 2; }
+done
+((NAMESPACES >= 1 && THREADS >= 1 && RUNS >= 1)) || { echo "bench-live-inventory: NAMESPACES, THREADS, RUNS must be >= 1" >&2; exit 2; }
+# The command line that reproduces this run, with the overrides that were given.
+CMD=hack/bench-live-inventory.sh
+for v in RUNS THREADS NAMESPACES N; do
+  case $v in N) d=10000 ;; NAMESPACES) d=10 ;; THREADS) d=4 ;; RUNS) d=3 ;; esac
+  [[ ${!v} == "$d" ]] || CMD="$v=${!v} $CMD"
+done
+export CMD
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pitrguard-bench-live.XXXXXX")
+CP=$WORK/cp
+PY_PID=
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  # The python driver stops the pitrguard it started; make sure of it if we are interrupted.
+  if [[ -n $PY_PID ]] && kill -0 "$PY_PID" 2>/dev/null; then
+    kill -TERM "$PY_PID" 2>/dev/null || true
+    wait "$PY_PID" 2>/dev/null || true
+  fi
+  if [[ -s $WORK/pitrguard.pid ]]; then
+    pid=$(cat "$WORK/pitrguard.pid")
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  tools/testcp/down.sh "$CP" || echo "bench-live-inventory: down.sh $CP failed" >&2
+  if ((rc == 0)); then
+    rm -rf -- "$WORK"
+  else
+    echo "bench-live-inventory: FAILED (rc=$rc); pitrguard logs kept in $WORK" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== cargo build --release" >&2
+cargo build --release
+BIN=$REPO/target/release/pitrguard
+
+echo "== control plane (tools/testcp/up.sh)" >&2
+tools/testcp/up.sh "$CP"
+# shellcheck disable=SC1091
+source "$CP/env" # KUBECONFIG, TESTCP_API_URL, TESTCP_CA, TESTCP_TOKEN, TESTCP_KUBECTL
+export BIN WORK KUBECONFIG TESTCP_API_URL TESTCP_CA TESTCP_TOKEN TESTCP_KUBECTL
+
+cat >"$WORK/bench.py" <<'PY'
+"""Driver of hack/bench-live-inventory.sh: creates the Backups, starts and measures pitrguard, writes BENCHMARKS.md."""
+import datetime, http.client, json, os, queue, re, signal, socket, ssl, statistics, subprocess, sys, threading, time
+from urllib.parse import urlsplit
+
+N, NAMESPACES, THREADS, RUNS = (int(os.environ[k]) for k in ("N", "NAMESPACES", "THREADS", "RUNS"))
+WRITE = os.environ.get("WRITE", "1") not in ("0", "false", "no", "")
+BIN, WORK, CMD = os.environ["BIN"], os.environ["WORK"], os.environ["CMD"]
+API = urlsplit(os.environ["TESTCP_API_URL"])
+TOKEN = os.environ["TESTCP_TOKEN"]
+SSL = ssl.create_default_context(cafile=os.environ["TESTCP_CA"])
+PER_CLUSTER = 50
+GROUP = "/apis/dataprotection.kubeblocks.io/v1alpha1"
+T0 = datetime.datetime(2024, 5, 7, tzinfo=datetime.timezone.utc)
+
+
+def log(*a):
+    print("bench-live-inventory:", *a, file=sys.stderr, flush=True)
+
+
+def on_term(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, on_term)
+
+
+# --- the API server ---------------------------------------------------------------------------------
+
+class Api:
+    """One keep-alive HTTPS connection to the API server, bearer token, JSON in and out."""
+
+    def __init__(self):
+        self.conn = None
+
+    def call(self, method, path, body=None, content_type="application/json", ok=(200, 201)):
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        for attempt in range(6):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPSConnection(API.hostname, API.port, context=SSL, timeout=60)
+                headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json"}
+                if data is not None:
+                    headers["Content-Type"] = content_type
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                text = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                if attempt == 5:
+                    raise RuntimeError(f"{method} {path}: {e}") from e
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            if resp.status in ok:
+                return resp.status, json.loads(text) if text else None
+            if resp.status in (429, 500, 502, 503, 504) and attempt < 5:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status}: {text[:500]!r}")
+
+
+# --- realistic Backups -----------------------------------------------------------------------------
+
+def ts(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cluster_uid(c):
+    return f"6f1c6e1d-{c:04x}-4000-8000-{c:012x}"
+
+
+def cluster_snapshot(ns, c):
+    """What KubeBlocks keeps of the Cluster in the kubeblocks.io/cluster-snapshot annotation (~2 KB)."""
+    name = f"pg-{c:03d}"
+    snap = {
+        "metadata": {
+            "name": name, "namespace": ns, "uid": cluster_uid(c), "resourceVersion": str(100000 + c), "generation": 3,
+            "creationTimestamp": ts(T0 - datetime.timedelta(days=3)),
+            "labels": {"app.kubernetes.io/instance": name, "clusterdefinition.kubeblocks.io/name": "postgresql",
+                       "clusterversion.kubeblocks.io/name": ""},
+            "annotations": {"kubeblocks.io/crd-api-version": "apps.kubeblocks.io/v1",
+                            "kubeblocks.io/ops-request": ""},
+            "finalizers": ["cluster.kubeblocks.io/finalizer"],
+        },
+        "spec": {
+            "clusterDef": "postgresql", "topology": "replication", "terminationPolicy": "Delete",
+            "componentSpecs": [{
+                "name": "postgresql", "componentDef": "postgresql-16-1.0.0", "serviceVersion": "16.4.0",
+                "labels": {"apps.kubeblocks.postgres.patroni/scope": f"{name}-postgresql"},
+                "replicas": 2, "disableExporter": False,
+                "resources": {"limits": {"cpu": "2", "memory": "4Gi"}, "requests": {"cpu": "1", "memory": "2Gi"}},
+                "volumeClaimTemplates": [{"name": "data", "spec": {
+                    "accessModes": ["ReadWriteOnce"], "storageClassName": "standard-rwo",
+                    "resources": {"requests": {"storage": "50Gi"}}}}],
+                "systemAccounts": [{"name": "postgres", "passwordConfig": {"length": 16, "numDigits": 4,
+                                                                           "numSymbols": 0, "letterCase": "MixedCases"}}],
+                "env": [{"name": "PGTZ", "value": "UTC"}, {"name": "ALLOW_NOSSL", "value": "true"}],
+                "schedulingPolicy": {"tolerations": [{"key": "kb-data", "operator": "Equal", "value": "true",
+                                                      "effect": "NoSchedule"}],
+                                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                                         "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                                            "labelSelector": {"matchLabels": {
+                                                                                "app.kubernetes.io/instance": name,
+                                                                                "apps.kubeblocks.io/component-name": "postgresql"}}}}]}}},
+                "serviceAccountName": f"kb-{name}",
+                "instanceUpdateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"replicas": 1}},
+            }],
+            "services": [{"name": "postgresql", "serviceName": "postgresql", "componentSelector": "postgresql",
+                          "spec": {"type": "ClusterIP", "ports": [{"name": "tcp-postgresql", "port": 5432,
+                                                                   "targetPort": "tcp-postgresql"}]}}],
+            "backup": {"enabled": True, "retentionPeriod": "7d", "method": "pg-basebackup", "cronExpression": "0 18 * * *",
+                       "pitrEnabled": True, "continuousMethod": "archive-wal", "repoName": "s3-repo"},
+        },
+    }
+    return json.dumps(snap, separators=(",", ":"))
+
+
+def backup(i):
+    """The i-th Backup: clusters of 50 (one continuous, 49 full backups every 30 minutes)."""
+    c, k = divmod(i, PER_CLUSTER)
+    ns = f"bench-{c % NAMESPACES}"
+    cluster = f"pg-{c:03d}"
+    continuous = k == 0
+    method = "archive-wal" if continuous else "pg-basebackup"
+    if continuous:
+        start, end, phase = T0, T0 + datetime.timedelta(hours=25), "Running"
+        name = f"{cluster}-postgresql-archive-wal"
+    else:
+        end = T0 + datetime.timedelta(minutes=30 * k + 5)
+        start, phase = end - datetime.timedelta(minutes=5), "Completed"
+        name = f"{cluster}-postgresql-pg-basebackup-{start:%Y%m%d%H%M%S}"
+    policy = f"{cluster}-postgresql-backup-policy"
+    obj = {
+        "apiVersion": "dataprotection.kubeblocks.io/v1alpha1",
+        "kind": "Backup",
+        "metadata": {
+            "name": name, "namespace": ns,
+            "labels": {
+                "app.kubernetes.io/instance": cluster,
+                "app.kubernetes.io/managed-by": "kubeblocks-dataprotection",
+                "apps.kubeblocks.io/component-name": "postgresql",
+                "dataprotection.kubeblocks.io/backup-policy": policy,
+                "dataprotection.kubeblocks.io/backup-repo-name": "s3-repo",
+                "dataprotection.kubeblocks.io/backup-type": "Continuous" if continuous else "Full",
+                "dataprotection.kubeblocks.io/cluster-uid": cluster_uid(c),
+            },
+            "annotations": {
+                "kubeblocks.io/cluster-snapshot": cluster_snapshot(ns, c),
+                "dataprotection.kubeblocks.io/target-pod-name": f"{cluster}-postgresql-0",
+            },
+        },
+        "spec": {"backupPolicyName": policy, "backupMethod": method, "deletionPolicy": "Delete",
+                 "retentionPeriod": "8d" if continuous else "7d"},
+    }
+    status = {"status": {
+        "phase": phase,
+        "timeRange": {"start": ts(start), "end": ts(end)},
+        "startTimestamp": ts(start),
+        "completionTimestamp": ts(end),
+        "backupRepoName": "s3-repo",
+        "path": f"/{ns}/{cluster}-{cluster_uid(c)}/postgresql/{name}",
+        "totalSize": "1287Mi" if not continuous else "312Mi",
+        "formatVersion": "0.1.0",
+        "backupMethod": {"name": method,
+                         "actionSetName": "postgresql-for-pitr" if continuous else "postgresql-basebackup",
+                         "snapshotVolumes": False,
+                         "targetVolumes": {"volumeMounts": [{"name": "data", "mountPath": "/home/postgres/pgdata"}]}},
+    }}
+    if not continuous:
+        status["status"]["duration"] = "5m0s"
+    return ns, name, obj, status
+
+
+def create(n):
+    """Namespaces, then n Backups and their status, from THREADS threads; returns (seconds, bytes/object)."""
+    api = Api()
+    for k in range(NAMESPACES):
+        api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                 "metadata": {"name": f"bench-{k}"}}, ok=(201, 409))
+    if n == 0:
+        return 0.0, 0
+    work = queue.Queue()
+    for i in range(n):
+        work.put(i)
+    done = [0]
+    lock = threading.Lock()
+    failure = []
+    started = time.monotonic()
+
+    def worker():
+        api = Api()
+        while not failure:
+            try:
+                i = work.get_nowait()
+            except queue.Empty:
+                return
+            ns, name, obj, status = backup(i)
+            try:
+                api.call("POST", f"{GROUP}/namespaces/{ns}/backups", obj)
+                api.call("PATCH", f"{GROUP}/namespaces/{ns}/backups/{name}/status", status,
+                         content_type="application/merge-patch+json")
+            except Exception as e:  # noqa: BLE001 - reported and fatal
+                failure.append(f"{ns}/{name}: {e}")
+                return
+            with lock:
+                done[0] += 1
+                d = done[0]
+            if d % 1000 == 0 or d == n:
+                el = time.monotonic() - started
+                log(f"created {d}/{n} Backups (+status) in {el:.1f}s ({d / el:.0f}/s)")
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failure:
+        raise SystemExit(f"creating Backups failed: {failure[0]}")
+    seconds = time.monotonic() - started
+    size = len(json.dumps(backup(1)[2], separators=(",", ":"))) + len(json.dumps(backup(1)[3], separators=(",", ":")))
+    # The API server must now list exactly n Backups.
+    _, listed = api.call("GET", f"{GROUP}/backups?limit=1")
+    remaining = listed["metadata"].get("remainingItemCount", 0)
+    total = len(listed["items"]) + remaining
+    if total != n:
+        raise SystemExit(f"the API server lists {total} Backups, expected {n}")
+    return seconds, size
+
+
+# --- pitrguard -------------------------------------------------------------------------------------
+
+def free_ports(k):
+    socks = [socket.socket() for _ in range(k)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "Threads"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def measure(label, expected_backups):
+    """Starts `pitrguard serve` in live mode, measures start-to-ready and memory, checks /metrics, stops it."""
+    port, admin = free_ports(2)
+    run_dir = os.path.join(WORK, f"run-{label}")
+    os.makedirs(run_dir)
+    logf = open(os.path.join(run_dir, "pitrguard.log"), "w")
+    args = [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+            "--dev-certs-dir", os.path.join(run_dir, "dev-certs")]
+    env = dict(os.environ, RUST_LOG="info")
+    started = time.monotonic()
+    proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+    with open(os.path.join(WORK, "pitrguard.pid"), "w") as f:
+        f.write(str(proc.pid))
+    try:
+        polls = 0
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"pitrguard exited with {proc.returncode} before ready:\n{tail(run_dir)}")
+            try:
+                polls += 1
+                if get(admin, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - started > 600:
+                raise SystemExit(f"pitrguard not ready after 600s:\n{tail(run_dir)}")
+            time.sleep(0.05)
+        ready = time.monotonic() - started
+        mem = proc_status(proc.pid)
+        status, metrics = get(admin, "/metrics")
+        m = re.search(r'^pitrguard_inventory_objects\{kind="Backup"\} (\d+)$', metrics, re.M)
+        if status != 200 or not m:
+            raise SystemExit(f"/metrics: HTTP {status}, no pitrguard_inventory_objects{{kind=\"Backup\"}}:\n{metrics}")
+        if int(m.group(1)) != expected_backups:
+            raise SystemExit(f"/metrics shows {m.group(0)!r}, expected {expected_backups} Backups")
+        stop = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        stopped = time.monotonic() - stop
+        if rc != 0:
+            raise SystemExit(f"pitrguard exited with {rc} after SIGTERM:\n{tail(run_dir)}")
+        r = {"label": label, "backups": expected_backups, "ready_s": ready, "rss_kib": mem["VmRSS"],
+             "hwm_kib": mem["VmHWM"], "threads": mem["Threads"], "stop_s": stopped, "polls": polls}
+        log(f"{label}: ready in {ready:.2f}s, VmRSS {mem['VmRSS'] / 1024:.1f} MiB, VmHWM {mem['VmHWM'] / 1024:.1f} MiB, "
+            f"{m.group(0)}, stopped {stopped:.2f}s after SIGTERM")
+        return r
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        os.remove(os.path.join(WORK, "pitrguard.pid"))
+
+
+def tail(run_dir):
+    with open(os.path.join(run_dir, "pitrguard.log")) as f:
+        return "".join(f.readlines()[-30:])
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+def sh(*args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f}"
+
+
+def report(base, runs, create_s, obj_bytes, load_before, load_after):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    commit = sh("git", "rev-parse", "--short", "HEAD")
+    dirty = sh("git", "status", "--porcelain", "--untracked-files=no") not in ("", "?")
+    k8s = os.path.basename(os.path.dirname(os.environ["TESTCP_KUBECTL"]))
+    med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+    rows = [f"| N=0 (baseline) | 0 | {base['ready_s']:.2f} | {mib(base['rss_kib'])} | {mib(base['hwm_kib'])} |"]
+    for i, r in enumerate(runs, 1):
+        rows.append(f"| N={N}, start {i} | {r['backups']} | {r['ready_s']:.2f} | {mib(r['rss_kib'])} | {mib(r['hwm_kib'])} |")
+    per_backup = (med("rss_kib") - base["rss_kib"]) * 1024 / N if N else float("nan")
+    per_backup_hwm = (med("hwm_kib") - base["hwm_kib"]) * 1024 / N if N else float("nan")
+    rate = f"{N / create_s:.0f} Backups/s" if create_s else "-"
+    lines = [
+        "<!-- live:begin -->",
+        "## Live inventory at scale (`hack/bench-live-inventory.sh`)",
+        "",
+        f"Command: `{CMD}`",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- machine: nproc {sh('nproc')}, {cpu}; load average (1/5/15 min) {load_before} before, {load_after} after",
+        f"- pitrguard: `cargo build --release` at commit {commit}{' with uncommitted changes' if dirty else ''}; "
+        f"`pitrguard serve` in live mode (no `--inventory`), dev certificates made at start in a fresh "
+        f"`--dev-certs-dir`, `RUST_LOG=info` to a file",
+        f"- control plane: `tools/testcp/up.sh` (etcd + kube-apiserver {k8s}, KubeBlocks CRDs) on the same machine",
+        f"- Backups: {N} in {NAMESPACES} namespaces, clusters of {PER_CLUSTER} (1 Continuous `Running`, "
+        f"{PER_CLUSTER - 1} Full `Completed`), labels as KubeBlocks sets them, a "
+        f"{len(cluster_snapshot('bench-0', 0))}-byte `kubeblocks.io/cluster-snapshot` annotation; status (phase, "
+        f"timeRange, start/completionTimestamp, backupMethod, ...) set through the status subresource; about "
+        f"{obj_bytes} bytes of JSON sent per Backup (object + status)",
+        f"- creating them: {create_s:.1f} s ({rate}; one POST and one status PATCH each, python3 http.client, "
+        f"{THREADS} threads with a keep-alive connection each)",
+        "- ready = wall time from spawning `pitrguard serve` to the first 200 from `GET /readyz` on the admin port "
+        "(polled every 50 ms), i.e. process start, certificates, kubeconfig, the initial lists of the watches "
+        "(Backups, ActionSets, Clusters) and the index; VmRSS and VmHWM read from /proc/PID/status right after; "
+        "`/metrics` then showed `pitrguard_inventory_objects{kind=\"Backup\"}` equal to the Backups in the cluster",
+        "- baseline: the same binary against the same control plane before any Backup was created "
+        "(namespaces and CRDs present, 0 Backups), so the difference is what the Backups cost",
+        "",
+        "| run | Backups in inventory | ready s | VmRSS MiB | VmHWM MiB |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Median of the {len(runs)} starts with {N} Backups: ready in {med('ready_s'):.2f} s, VmRSS "
+        f"{mib(med('rss_kib'))} MiB, VmHWM {mib(med('hwm_kib'))} MiB; over the baseline that is "
+        f"{per_backup:.0f} bytes of resident memory per Backup ({per_backup_hwm:.0f} bytes at the peak).",
+        "<!-- live:end -->",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section):
+    path = os.path.join(os.getcwd(), "BENCHMARKS.md")
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    else:
+        text = "# Benchmarks\n\nEvery figure here comes with the command that reproduces it.\n"
+    b, e = text.find("<!-- live:begin -->"), text.find("<!-- live:end -->")
+    if 0 <= b < e:
+        text = text[:b] + section + text[e + len("<!-- live:end -->"):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path + ".bench-live.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    log(f"written to {path}")
+
+
+def main():
+    load_before = loadavg()
+    log(f"N={N} NAMESPACES={NAMESPACES} THREADS={THREADS} RUNS={RUNS}; load average {load_before}")
+    create(0)  # the namespaces only
+    base = measure("baseline", 0)
+    log(f"creating {N} Backups ...")
+    create_s, obj_bytes = create(N)
+    log(f"created {N} Backups (+status) in {create_s:.1f}s")
+    runs = [measure(f"n{N}-{i}", N) for i in range(1, RUNS + 1)]
+    section = report(base, runs, create_s, obj_bytes, load_before, loadavg())
+    print(section)
+    if WRITE:
+        write_section(section)
+
+
+main()
+PY
+
+echo "== benchmark" >&2
+python3 "$WORK/bench.py" &
+PY_PID=$!
+wait "$PY_PID"
+PY_PID=
+echo "== stopping the control plane" >&2
