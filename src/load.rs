@@ -182,5 +182,5 @@ pub fn build_index(docs: &[Document]) -> Result<Index, LoadError> {
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T, LoadError> {
     let kind = doc.value.get("kind").and_then(Value::as_str).unwrap_or("object");
-    serde_json::from_value(doc.value.clone()).map_err(|e| LoadError::new(&doc.origin, format!("invalid {kind}: {e}")))
+    T::deserialize(&doc.value).map_err(|e| LoadError::new(&doc.origin, format!("invalid {kind}: {e}")))
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::crd::{opsrequest_apps, opsrequest_operations};
@@ -109,7 +110,7 @@ macro_rules! restore_fields {
 pub fn decode(object: &Value, namespace: &str) -> Result<RestoreRequest, String> {
     let group = ops_request_group(object).ok_or("not a KubeBlocks OpsRequest")?;
     let (meta, cluster_name, restore, restore_field) = if group == GROUP_APPS {
-        let ops: opsrequest_apps::OpsRequest = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+        let ops = opsrequest_apps::OpsRequest::deserialize(object).map_err(|e| e.to_string())?;
         let spec = ops.spec;
         let cluster = spec.cluster_name.filter(|n| !n.is_empty()).or(spec.cluster_ref);
         let (restore, field) = match (spec.restore, spec.restore_spec) {
@@ -120,7 +121,7 @@ pub fn decode(object: &Value, namespace: &str) -> Result<RestoreRequest, String>
         (ops.metadata, cluster, restore, field)
     } else {
         let ops: opsrequest_operations::OpsRequest =
-            serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+            opsrequest_operations::OpsRequest::deserialize(object).map_err(|e| e.to_string())?;
         let restore = ops.spec.restore.map(|r| restore_fields!(r));
         (ops.metadata, ops.spec.cluster_name, restore, RestoreField::Restore)
     };
