@@ -10,8 +10,8 @@ $cmd
 python3 - "$cmd" <<'PY'
 import json, os, platform, re, subprocess, sys, datetime
 cmd = sys.argv[1]
-def est(name, n):
-    with open(f"target/criterion/decision/{name}/{n}/new/estimates.json") as f:
+def est(name, n, group="decision"):
+    with open(f"target/criterion/{group}/{name}/{n}/new/estimates.json".replace("//", "/")) as f:
         e = json.load(f)
     return e["median"]["point_estimate"], e["median"]["confidence_interval"]
 def fmt(ns):
@@ -40,6 +40,17 @@ criterion's 95% interval; ratios are to the same column at 100 Backups.
 
 The decision's cost barely grows with the inventory (hash lookup of S, then B-tree range queries in S's lineage
 group), while the scan grows linearly.
+
+Around the decision, the admission layer (same run, `examples/admission/review-denied.json`, 1.6 KB):
+
+| step | median |
+|---|---:|
+""" + "\n".join(f"| {label} | {fmt(est(name, '', 'admission')[0])} |" for label, name in [
+    ("parse the AdmissionReview (kube's types)", "parse_review"),
+    ("decide (object to JSON, decode, rules)", "decide"),
+    ("build and serialise the response", "respond+serialize"),
+    ("all three", "end-to-end"),
+]) + """
 <!-- decision:end -->"""
 path = "BENCHMARKS.md"
 text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nEvery figure here comes with the command that reproduces it.\n"
