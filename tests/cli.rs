@@ -11,6 +11,13 @@ fn pitrguard() -> Command {
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 const PG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/postgresql");
 
+/// Runs pitrguard, checks its exit code, and parses its stdout as JSON.
+fn json_output<S: AsRef<std::ffi::OsStr>>(args: &[S], code: i32) -> Value {
+    let out = pitrguard().args(args).assert().code(code).get_output().stdout.clone();
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out)))
+}
+
 fn inventory_files() -> Vec<String> {
     ["cluster.yaml", "actionsets.yaml", "backups.yaml"].iter().map(|f| format!("{PG}/{f}")).collect()
 }
@@ -49,8 +56,7 @@ fn json_output_has_the_spec_fields_and_the_webhook_patch() {
         format!("{PG}/restores/pitr-after-end.yaml"),
     ];
     args.extend(inventory_files());
-    let out = pitrguard().args(&args).assert().code(1).get_output().stdout.clone();
-    let v: Value = serde_json::from_slice(&out).unwrap();
+    let v = json_output(&args, 1);
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), 2);
     for item in arr {
@@ -155,27 +161,13 @@ fn windows_prints_the_restorable_window() {
         .stdout(predicate::str::contains(
             "pg-cluster-full-1018 (ended 2024-05-07T10:20:03Z), pg-cluster-full-1034 (ended 2024-05-07T10:36:30Z)",
         ));
-    let out = pitrguard()
-        .args(["windows", "-o", "json", "--cluster", "pg-cluster", EXAMPLES])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    let v: Value = serde_json::from_slice(&out).unwrap();
+    let v = json_output(&["windows", "-o", "json", "--cluster", "pg-cluster", EXAMPLES], 0);
     assert_eq!(
         v[0]["restorableWindow"],
         serde_json::json!({"start": "2024-05-07T10:20:03Z", "end": "2024-05-07T10:47:14Z"})
     );
     assert_eq!(v[0]["logRange"]["start"], "2024-05-07T10:07:45Z");
-    let none = pitrguard()
-        .args(["windows", "-o", "json", "--cluster", "other", EXAMPLES])
-        .assert()
-        .code(0)
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(serde_json::from_slice::<Value>(&none).unwrap(), serde_json::json!([]));
+    assert_eq!(json_output(&["windows", "-o", "json", "--cluster", "other", EXAMPLES], 0), serde_json::json!([]));
 }
 
 #[test]
