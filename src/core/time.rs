@@ -20,7 +20,12 @@ impl PointInTime {
     /// Parses RFC 3339 (any offset, optional fraction) or the kbcli layout.
     pub fn parse(raw: &str) -> Option<Self> {
         let raw = raw.trim();
-        let parsed = DateTime::parse_from_str(raw, KBCLI_LAYOUT).ok().or_else(|| parse_rfc3339_strict(raw))?;
+        let parsed = parse_kbcli_strict(raw).or_else(|| parse_rfc3339_strict(raw))?;
+        // chrono reads a leap second (`:60`) as a nanosecond count past 10^9; Go refuses it,
+        // and a normal form carrying it would leave the restore stuck.
+        if parsed.timestamp_subsec_nanos() >= 1_000_000_000 {
+            return None;
+        }
         Some(Self { instant: parsed.with_timezone(&Utc) })
     }
 
@@ -38,6 +43,33 @@ impl PointInTime {
     pub fn display(&self) -> String {
         display_time(self.instant)
     }
+}
+
+/// The kbcli layout exactly as Go reads it: `Jan 02,2006 15:04:05 UTC-0700`
+/// (chrono alone would also take a lowercase month, one-digit day, extra spaces or `+08:00`).
+fn parse_kbcli_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
+    let b = raw.as_bytes();
+    let digits = |at: usize, n: usize| b[at..at + n].iter().all(u8::is_ascii_digit);
+    let shape = b.len() == 29
+        && b[0].is_ascii_uppercase()
+        && b[1..3].iter().all(u8::is_ascii_lowercase)
+        && b[3] == b' '
+        && digits(4, 2)
+        && b[6] == b','
+        && digits(7, 4)
+        && b[11] == b' '
+        && digits(12, 2)
+        && b[14] == b':'
+        && digits(15, 2)
+        && b[17] == b':'
+        && digits(18, 2)
+        && &b[20..24] == b" UTC"
+        && matches!(b[24], b'+' | b'-')
+        && digits(25, 4);
+    if !shape {
+        return None;
+    }
+    DateTime::parse_from_str(raw, KBCLI_LAYOUT).ok()
 }
 
 /// RFC 3339 as Go's `time.RFC3339` reads it: chrono also takes a space or a
@@ -158,6 +190,14 @@ mod tests {
             "May 07,2024 18:07:45",
             "1715076465",
             "2024-13-07T10:07:45Z",
+            // Go refuses what chrono alone would take:
+            "2024-05-07T10:30:60Z",
+            "May 07,2024 18:30:60 UTC+0800",
+            "may 07,2024 18:07:45 UTC+0800",
+            "May 7,2024 18:07:45 UTC+0800",
+            "May 07,2024  18:07:45 UTC+0800",
+            "May 07,2024 18:07:45 UTC+08:00",
+            "Foo 07,2024 18:07:45 UTC+0800",
         ] {
             assert!(PointInTime::parse(raw).is_none(), "{raw} should not parse");
         }
