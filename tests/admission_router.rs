@@ -290,6 +290,31 @@ mod read_your_writes {
     }
 
     #[tokio::test]
+    async fn a_full_backup_that_completed_a_moment_ago_is_restorable() {
+        let app = stale_app();
+        {
+            let mut cached = app.inventory.write();
+            let mut running = cached.backup("demo", "pg-cluster-full-1034").unwrap();
+            running.phase = Some("Running".into());
+            cached.apply_backup(running);
+        }
+        let full = restore(OPERATIONS, "r", json!({"backupName": "pg-cluster-full-1034"}));
+        let r = post(app.clone(), "/validate", &review("CREATE", full, Value::Null)).await;
+        assert_eq!(r["allowed"], true, "R4 is re-checked against the API server: {r}");
+        assert!(outcomes(&app).contains("result=\"overturned\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn a_denial_with_a_rule_fresh_data_cannot_change_is_not_rechecked() {
+        let app = stale_app();
+        let mut o = pitr(OPERATIONS, "2024-05-07T10:30:00Z");
+        o["spec"]["restore"]["volumeRestorePolicy"] = json!("Fast");
+        let r = post(app.clone(), "/validate", &review("CREATE", o, Value::Null)).await;
+        assert_eq!(r["allowed"], false, "R12 stands whatever the Backups are");
+        assert_eq!(outcomes(&app), "");
+    }
+
+    #[tokio::test]
     async fn a_denial_that_fresh_backups_confirm_stands() {
         let app = stale_app();
         let r =

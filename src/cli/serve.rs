@@ -130,7 +130,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             namespace = args.namespace.as_deref().unwrap_or("<all>"),
             "watching Backups, ActionSets and Clusters"
         );
-        (shared, Some(watch), Some(Arc::new(ApiFresh(client)) as Arc<dyn FreshBackups>))
+        (shared, Some(watch), Some(Arc::new(ApiFresh::new(client)) as Arc<dyn FreshBackups>))
     } else {
         let docs = read_documents(&args.inventory)?;
         let index = build_index(&docs)?;

@@ -60,10 +60,10 @@ impl Rule {
         }
     }
 
-    /// Rules whose denial newer data could turn into an allow: a Backup that
-    /// appeared, grew its time range or completed a moment ago.
+    /// Rules whose denial newer Backups could turn into an allow: a Backup that
+    /// appeared, completed, or grew its time range a moment ago.
     pub fn may_be_stale(self) -> bool {
-        matches!(self, Rule::R3 | Rule::R9 | Rule::R10 | Rule::R11)
+        matches!(self, Rule::R3 | Rule::R4 | Rule::R9 | Rule::R10 | Rule::R11)
     }
 }
 

@@ -174,7 +174,10 @@ where
                 continue;
             }
         };
-        state.healthy(K::SLOT);
+        // Init comes before a re-list is even tried; only what follows it proves the watch works.
+        if !matches!(event, Event::Init) {
+            state.healthy(K::SLOT);
+        }
         match event {
             Event::Init => relist.clear(),
             Event::InitApply(item) => relist.push(item),
@@ -234,12 +237,29 @@ pub fn spawn(
     state
 }
 
-/// Fresh reads for the webhook's read-your-writes check.
-pub struct ApiFresh(pub Client);
+/// Fresh reads for the webhook's read-your-writes check. At most
+/// [`ApiFresh::CONCURRENT`] LISTs run at once, so a burst of denials cannot
+/// turn into a burst of LISTs on the API server; the webhook's timeout bounds
+/// the wait for a turn.
+pub struct ApiFresh {
+    client: Client,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiFresh {
+    pub const CONCURRENT: usize = 4;
+
+    pub fn new(client: Client) -> Self {
+        Self { client, permits: Arc::new(tokio::sync::Semaphore::new(Self::CONCURRENT)) }
+    }
+}
 
 impl crate::server::webhook::FreshBackups for ApiFresh {
     fn backups_in(&self, namespace: String) -> futures::future::BoxFuture<'static, anyhow::Result<Index>> {
-        let client = self.0.clone();
-        Box::pin(async move { fresh_backups(&client, &namespace).await })
+        let (client, permits) = (self.client.clone(), self.permits.clone());
+        Box::pin(async move {
+            let _turn = permits.acquire_owned().await?;
+            fresh_backups(&client, &namespace).await
+        })
     }
 }
