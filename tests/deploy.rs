@@ -20,7 +20,6 @@ fn running_as_service_account() -> &'static Webhook {
     HOOK.get_or_init(|| {
         let cp = control_plane();
         pitrguard_namespace(cp);
-        cp.kubectl_ok(&["apply", "-f", repo().join("manifests/base/rbac.yaml").to_str().unwrap()], None);
         let token = cp.kubectl_ok(&["create", "token", "pitrguard", "-n", "pitrguard-system", "--duration=1h"], None);
         let dir = tempfile::Builder::new().prefix("pitrguard-sa-").tempdir().unwrap().keep();
         let kubeconfig = write_temp(
@@ -58,9 +57,14 @@ fn dry_run_kustomize(cp: &ControlPlane, dir: &Path) {
     }
 }
 
-/// The namespace must exist for a server-side dry run of the objects in it.
+/// The namespace (and the RBAC in it) must exist for a server-side dry run of the objects in it.
+/// Once per test binary: tests run in parallel, and two concurrent applies of one new object race.
 fn pitrguard_namespace(cp: &ControlPlane) {
-    cp.kubectl_ok(&["apply", "-f", repo().join("manifests/base/namespace.yaml").to_str().unwrap()], None);
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        cp.kubectl_ok(&["apply", "-f", repo().join("manifests/base/namespace.yaml").to_str().unwrap()], None);
+        cp.kubectl_ok(&["apply", "-f", repo().join("manifests/base/rbac.yaml").to_str().unwrap()], None);
+    });
 }
 
 #[test]
@@ -132,7 +136,6 @@ fn the_webhook_configurations_that_ship_are_the_ones_registered_in_tests() {
 fn the_service_account_can_do_what_pitrguard_needs_and_nothing_else() {
     let cp = control_plane();
     pitrguard_namespace(cp);
-    cp.kubectl_ok(&["apply", "-f", repo().join("manifests/base/rbac.yaml").to_str().unwrap()], None);
     let can = |verb: &str, resource: &str, ns: Option<&str>| {
         let mut args = vec!["auth", "can-i", verb, resource, "--as", SA];
         match ns {

@@ -188,3 +188,58 @@ fn the_metrics_count_decisions_and_inventory() {
         "{m}"
     );
 }
+
+#[test]
+fn metadata_updates_of_a_stored_restore_never_reach_the_webhook() {
+    let e = env();
+    let (cp, ns) = story("relabel");
+    let (ok, _, stderr) =
+        apply(cp, &ns, &ops(OPERATIONS, "kept", "pg-kept", "pg-wal", Some("2024-05-07T10:30:00Z")), false);
+    assert!(ok, "{stderr}");
+    // The restore could no longer be admitted (the log range now starts later)...
+    set_status(cp, &ns, "pg-wal", "Running", ("2024-05-07T10:40:00Z", "2024-05-07T10:50:00Z"));
+    let decisions = || -> f64 {
+        e.hook
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("pitrguard_admission_decisions_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = decisions();
+    // ...yet what KubeBlocks does to it (labels, finalizers) goes through, without asking pitrguard.
+    cp.kubectl_ok(
+        &["label", "opsrequests.operations.kubeblocks.io", "kept", "-n", &ns, "app.kubernetes.io/instance=pg-kept"],
+        None,
+    );
+    cp.kubectl_ok(
+        &[
+            "patch",
+            "opsrequests.operations.kubeblocks.io",
+            "kept",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["opsrequest.kubeblocks.io/finalizer"]}}"#,
+        ],
+        None,
+    );
+    assert_eq!(decisions(), before, "matchConditions keep spec-preserving updates away from the webhook");
+    // A change of the restore itself is judged again.
+    let out = cp.kubectl(
+        &[
+            "patch",
+            "opsrequests.operations.kubeblocks.io",
+            "kept",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"restore":{"restorePointInTime":"2024-05-07T10:35:00Z"}}}"#,
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("before the start of continuous backup"), "{stderr}");
+}

@@ -155,20 +155,29 @@ proptest! {
         let inv = build(&s);
         let op = if update { Operation::Update } else { Operation::Create };
         let d = judge(op, Some(&object), Some(&old), NS, &inv, &Policy::default());
-        prop_assert_eq!(d.allowed(), d.violations.is_empty());
+        // allowed <=> no violation, as every consumer sees it: a denial has a message and no patch,
+        // an allow has no broken rule.
+        prop_assert_eq!(d.allowed(), d.rules().is_empty());
         if !d.allowed() {
             prop_assert!(d.mutations.is_empty());
             prop_assert!(!d.message().is_empty());
         }
-        // The webhook says the same thing as the core.
+        // The webhook says the same thing as the core; a body it cannot read is a 400, never a panic.
         let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
             "uid": "u", "kind": {"group": "operations.kubeblocks.io", "version": "v1alpha1", "kind": "OpsRequest"},
             "resource": {"group": "operations.kubeblocks.io", "version": "v1alpha1", "resource": "opsrequests"},
             "namespace": NS, "operation": "CREATE", "userInfo": {}, "object": object}});
-        if let Ok(req) = parse_review(&serde_json::to_vec(&review).unwrap()) {
-            let d = pitrguard::admission::decide(&req, &inv, &Policy::default());
-            prop_assert_eq!(respond(Endpoint::Validate, &req, &d).allowed, d.allowed());
-            prop_assert!(respond(Endpoint::Mutate, &req, &d).allowed);
+        match parse_review(&serde_json::to_vec(&review).unwrap()) {
+            Ok(req) => {
+                let d = pitrguard::admission::decide(&req, &inv, &Policy::default());
+                let validating = respond(Endpoint::Validate, &req, &d);
+                prop_assert_eq!(validating.allowed, d.rules().is_empty());
+                prop_assert_eq!(validating.result.message.is_empty(), d.allowed());
+                let mutating = respond(Endpoint::Mutate, &req, &d);
+                prop_assert!(mutating.allowed);
+                prop_assert_eq!(mutating.patch.is_some(), d.allowed() && !d.mutations.is_empty());
+            }
+            Err(e) => prop_assert!(matches!(e, pitrguard::admission::ReviewError::Json(_)), "{e}"),
         }
     }
 
@@ -230,7 +239,7 @@ enum Change {
 
 fn arb_change() -> impl Strategy<Value = Change> {
     prop_oneof![
-        3 => (0u8..12, 0u8..4, prop::bool::weighted(0.8), prop::option::weighted(0.9, -100i64..400), 0u8..2, 0u8..2)
+        3 => (0u8..12, 0u8..4, prop::bool::weighted(0.8), prop::option::weighted(0.9, -100i64..400), 0u8..3, 0u8..2)
             .prop_map(|(name, ty, completed, end, uid, instance)| Change::Apply { name, ty, completed, end, uid, instance }),
         1 => (0u8..12).prop_map(|name| Change::Delete { name }),
     ]
@@ -241,7 +250,12 @@ proptest! {
 
     /// The index answers exactly what a scan of the live objects answers, after any sequence of changes.
     #[test]
-    fn the_index_agrees_with_a_full_scan(changes in prop::collection::vec(arb_change(), 0..40), from in -50i64..200, len in 0i64..300) {
+    fn the_index_agrees_with_a_full_scan(
+        changes in prop::collection::vec(arb_change(), 0..40),
+        from in -50i64..200,
+        len in 0i64..300,
+        probe_labels in 0u8..4,
+    ) {
         let at = |s: i64| t0() + TimeDelta::seconds(s);
         let mut index = Index::new();
         let mut live: std::collections::BTreeMap<u8, BackupFacts> = Default::default();
@@ -255,7 +269,12 @@ proptest! {
                         phase: Some(if completed { "Completed" } else { "Running" }.into()),
                         start: end.map(|e| at(e - 10)),
                         end: end.map(at),
-                        lineage: Lineage { cluster_uid: Some(format!("u{uid}")), instance: Some(format!("i{instance}")), component: Some("c".into()), policy_label: None },
+                        lineage: Lineage {
+                            cluster_uid: Some(format!("u{uid}")).filter(|_| uid < 2),
+                            instance: Some(format!("i{instance}")),
+                            component: Some("c".into()),
+                            policy_label: Some(format!("p{instance}")),
+                        },
                         policy_name: None,
                         action_set: None,
                         has_cluster_snapshot: true,
@@ -270,10 +289,18 @@ proptest! {
             }
         }
         use pitrguard::core::Inventory;
+        // The probe matches on all three labels, on some of them (a scan of the groups), or on
+        // the backup-policy label when it has none of them.
+        let lineage = match probe_labels {
+            0 => Lineage { cluster_uid: Some("u0".into()), instance: Some("i0".into()), component: Some("c".into()), policy_label: None },
+            1 => Lineage { instance: Some("i0".into()), ..Lineage::default() },
+            2 => Lineage { cluster_uid: Some("u1".into()), component: Some("c".into()), ..Lineage::default() },
+            _ => Lineage::default(),
+        };
         let probe = BackupFacts {
             namespace: NS.into(), name: "probe".into(), backup_type: BackupType::Continuous, phase: None,
-            start: None, end: None, lineage: Lineage { cluster_uid: Some("u0".into()), instance: Some("i0".into()), component: Some("c".into()), policy_label: None },
-            policy_name: None, action_set: None, has_cluster_snapshot: true,
+            start: None, end: None, lineage,
+            policy_name: Some("p0".into()), action_set: None, has_cluster_snapshot: true,
         };
         let (a, b) = (at(from), at(from + len));
         let m = probe.candidate_match();

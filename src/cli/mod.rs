@@ -44,7 +44,8 @@ pub struct PolicyArgs {
     pub default_volume_restore_policy: String,
 
     /// W3 warns when the point in time is this close to the end of a Running continuous backup (seconds).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING")]
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING",
+          value_parser = clap::value_parser!(i64).range(0..=366 * 24 * 3600))]
     pub edge_warning: i64,
 }
 

@@ -62,7 +62,9 @@ async fn metrics(State(admin): State<Admin>) -> Response {
         if let Some(t) = tls.not_after_unix() {
             m.cert_expiry.set(t);
         }
-        // Counters only go up: add what happened since the last scrape.
+        // Counters only go up: add what happened since the last scrape, one scrape at a time.
+        static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = SYNC.lock().unwrap_or_else(|e| e.into_inner());
         let (ok, failed) = tls.reloads();
         for (result, total) in [("success", ok), ("failure", failed)] {
             let c = m.cert_reloads.get_or_create(&ResultLabels { result });
