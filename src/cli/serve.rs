@@ -121,9 +121,10 @@ fn waiter(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'stat
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let metrics = Arc::new(Metrics::new());
     let (inventory, watch, fresh) = if args.inventory.is_empty() {
-        let client = kube::Client::try_default().await.context(
-            "no --inventory given, so pitrguard watches the cluster, but found no in-cluster config or kubeconfig",
-        )?;
+        // kube's error repeats its causes in its message, so only that message is shown.
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("no --inventory given, so pitrguard watches the cluster, but has no usable in-cluster config or kubeconfig: {e}")
+        })?;
         let shared = Arc::new(SharedInventory::pending());
         let watch = live::spawn(client.clone(), args.namespace.clone(), shared.clone(), metrics.clone());
         tracing::info!(
