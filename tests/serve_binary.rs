@@ -1,6 +1,7 @@
-//! SIGTERM to the real `pitrguard serve` binary while AdmissionReviews are in
-//! flight: every request that had started gets its answer, new connections
-//! are refused, and the process exits 0 once they are done.
+//! The real `pitrguard serve` binary over real TLS: SIGTERM while
+//! AdmissionReviews are in flight (every started request gets its answer, new
+//! connections are refused, the process exits 0), and hostile input (a 4xx
+//! each, and the server stays up).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -127,4 +128,79 @@ async fn sigterm_answers_every_in_flight_request_then_exits() {
     .await
     .unwrap();
     assert_eq!(exited.map(|s| s.code()), Some(Some(0)), "pitrguard exits 0 after draining");
+}
+
+/// Bad input over real TLS to the real binary: each gets a 4xx with a JSON error, and the
+/// server keeps answering good requests.
+#[test]
+fn hostile_input_gets_4xx_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
+        .args(["serve", "--inventory", concat!(env!("CARGO_MANIFEST_DIR"), "/examples")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--dev-certs-dir", dir.path().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = dir.path().join("ca.crt");
+    let url = format!("https://127.0.0.1:{port}/validate");
+    // Returns (HTTP status, body) of one curl POST of the file `body`.
+    let post = |content_type: &str, body: &std::path::Path| -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}", "--cacert", ca.to_str().unwrap()])
+            .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary"])
+            .arg(format!("@{}", body.display()))
+            .arg(&url)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    };
+    let good = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json"));
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        ca.exists() && post("application/json", &good).0 == 200
+    });
+    assert!(ready, "pitrguard did not come up");
+
+    let write = |name: &str, bytes: Vec<u8>| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let cases = [
+        ("empty", "application/json", write("empty", vec![]), 400),
+        (
+            "truncated",
+            "application/json",
+            write("truncated", br#"{"apiVersion":"admission.k8s.io/v1","kind":"Admi"#.to_vec()),
+            400,
+        ),
+        ("4 MiB", "application/json", write("big", vec![b' '; 4 * 1024 * 1024]), 413),
+        (
+            "deeply nested",
+            "application/json",
+            write("nested", [vec![b'['; 200_000], vec![b']'; 200_000]].concat()),
+            400,
+        ),
+        ("invalid UTF-8", "application/json", write("utf8", vec![b'{', 0xff, 0xfe, b'}']), 400),
+        ("wrong content type", "text/plain", good.clone(), 415),
+    ];
+    for (what, ct, file, want) in cases {
+        let (status, body) = post(ct, &file);
+        assert_eq!(status, want, "{what}: {body}");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: not JSON: {body}"));
+        assert_eq!(json["code"], want, "{what}");
+        assert!(child.try_wait().unwrap().is_none(), "{what} took the server down");
+        let (status, body) = post("application/json", &good);
+        assert_eq!(status, 200, "after {what}: {body}");
+        assert!(body.contains("12m46s after the end"), "after {what}: {body}");
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
 }
