@@ -78,7 +78,11 @@ impl Metrics {
 
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("pitrguard");
-        r.register("admission_decisions", "Admission decisions by endpoint, rule and result", self.decisions.clone());
+        r.register(
+            "admission_decisions",
+            "Admission decisions by endpoint, first broken rule (none, skipped, not-ready) and result",
+            self.decisions.clone(),
+        );
         r.register(
             "admission_request_duration_seconds",
             "Time to answer an AdmissionReview",
