@@ -198,15 +198,9 @@ fn metadata_updates_of_a_stored_restore_never_reach_the_webhook() {
     assert!(ok, "{stderr}");
     // The restore could no longer be admitted (the log range now starts later)...
     set_status(cp, &ns, "pg-wal", "Running", ("2024-05-07T10:40:00Z", "2024-05-07T10:50:00Z"));
-    let decisions = || -> f64 {
-        e.hook
-            .metrics()
-            .lines()
-            .filter(|l| l.starts_with("pitrguard_admission_decisions_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let decisions = || e.hook.decisions_for(&ns, "kept");
     let before = decisions();
+    assert!(before >= 2, "the create was judged by both webhooks");
     // ...yet what KubeBlocks does to it (labels, finalizers) goes through, without asking pitrguard.
     cp.kubectl_ok(
         &["label", "opsrequests.operations.kubeblocks.io", "kept", "-n", &ns, "app.kubernetes.io/instance=pg-kept"],
@@ -242,4 +236,5 @@ fn metadata_updates_of_a_stored_restore_never_reach_the_webhook() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("before the start of continuous backup"), "{stderr}");
+    assert!(decisions() > before, "a spec change reaches the webhook");
 }

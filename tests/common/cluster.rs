@@ -124,6 +124,16 @@ impl Webhook {
     pub fn metrics(&self) -> String {
         http_get(self.admin_port, "/metrics").1
     }
+
+    /// How many admission decisions pitrguard has logged for one object (tests share the webhook,
+    /// so the metrics' totals are not theirs alone).
+    pub fn decisions_for(&self, namespace: &str, name: &str) -> usize {
+        let log = std::fs::read_to_string(self.certs.join("pitrguard.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "admission decision" && v["namespace"] == namespace && v["name"] == name)
+            .count()
+    }
 }
 
 /// Plain HTTP GET on 127.0.0.1 (the admin port); returns (status, body).
@@ -158,6 +168,7 @@ pub fn start_webhook(cp: &ControlPlane, extra: &[&str], env: &[(&str, &str)]) ->
         .args(extra)
         .env("KUBECONFIG", cp.kubeconfig())
         .env("RUST_LOG", "info")
+        .env("PITRGUARD_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(certs.join("pitrguard.log")).unwrap());
