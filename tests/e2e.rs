@@ -153,6 +153,8 @@ fn windows_live_prints_the_clusters_windows() {
     assert!(stdout.contains(&format!("{ns}/pg-wal (cluster pg, Running)")), "{stdout}");
     assert!(stdout.contains("restorable window:  2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"), "{stdout}");
     assert!(stdout.contains("pg-full (ended 2024-05-07T10:20:03Z)"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pitrguard: 2 Backups,"), "progress on stderr: {stderr}");
 }
 
 #[test]

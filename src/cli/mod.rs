@@ -69,9 +69,14 @@ pub fn inventory(
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let client =
-            kube::Client::try_default().await.map_err(|e| anyhow::anyhow!("--live: no usable kubeconfig: {e}"))?;
-        crate::inventory::live::list_once(&client, namespace).await
+        let config = kube::Config::infer().await.map_err(|e| anyhow::anyhow!("--live: no usable kubeconfig: {e}"))?;
+        let server = config.cluster_url.clone();
+        let client = kube::Client::try_from(config)?;
+        eprintln!("pitrguard: listing Backups, ActionSets and Clusters from {server} ...");
+        let index = crate::inventory::live::list_once(&client, namespace).await?;
+        let c = index.counts();
+        eprintln!("pitrguard: {} Backups, {} ActionSets, {} Clusters", c.backups, c.action_sets, c.clusters);
+        Ok(index)
     })
 }
 
