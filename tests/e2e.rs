@@ -43,12 +43,14 @@ fn story(prefix: &str) -> (&'static ControlPlane, String) {
     (cp, ns)
 }
 
+/// Both OpsRequest APIs, with the resource name kubectl uses for each.
+const BOTH_GROUPS: [(&str, &str); 2] =
+    [(OPERATIONS, "opsrequests.operations.kubeblocks.io"), (APPS, "opsrequests.apps.kubeblocks.io")];
+
 #[test]
 fn kubectl_apply_refuses_a_restore_outside_the_window_with_pitrguards_message() {
     let (cp, ns) = story("outside");
-    for (api, resource) in
-        [(OPERATIONS, "opsrequests.operations.kubeblocks.io"), (APPS, "opsrequests.apps.kubeblocks.io")]
-    {
+    for (api, resource) in BOTH_GROUPS {
         let (ok, _, stderr) =
             apply(cp, &ns, &ops(api, "late", "pg-late", "pg-wal", Some("2024-05-07T11:00:00Z")), false);
         assert!(!ok, "{api}: a restore after the end must be refused");
@@ -63,9 +65,7 @@ fn kubectl_apply_refuses_a_restore_outside_the_window_with_pitrguards_message() 
 #[test]
 fn kubectl_apply_stores_a_restore_inside_the_window_with_defaults_and_warnings() {
     let (cp, ns) = story("inside");
-    for (api, resource) in
-        [(OPERATIONS, "opsrequests.operations.kubeblocks.io"), (APPS, "opsrequests.apps.kubeblocks.io")]
-    {
+    for (api, resource) in BOTH_GROUPS {
         let (ok, stdout, stderr) =
             apply(cp, &ns, &ops(api, "ok", "pg-ok", "pg-wal", Some("May 07,2024 18:30:00 UTC+0800")), false);
         assert!(ok, "{api}: {stderr}");
