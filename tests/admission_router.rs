@@ -47,7 +47,8 @@ async fn create_outside_the_window_is_denied_with_the_spec_message() {
             r["status"]["message"],
             "spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end of continuous backup \
              \"pg-cluster-archive-wal\" (2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z); restorable window: \
-             2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"
+             2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z, except the completion second of a base backup: \
+             2024-05-07T10:36:30Z"
         );
         // The mutating webhook lets the validating one deny, and patches nothing.
         let m = post(app(), "/mutate", &review("CREATE", pitr(api, "2024-05-07T11:00:00Z"), Value::Null)).await;

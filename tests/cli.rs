@@ -26,7 +26,7 @@ fn inventory_files() -> Vec<String> {
 fn validate_the_examples_prints_one_line_per_opsrequest_and_exits_1() {
     let out = pitrguard().args(["validate", EXAMPLES]).assert().code(1).get_output().stdout.clone();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(text.lines().count(), 13, "{text}");
+    assert_eq!(text.lines().count(), 14, "{text}");
     assert!(text.contains("demo/pg-restore-1030: allowed: restore from backup \"demo/pg-cluster-archive-wal\" to 2024-05-07T10:30:00Z starting from base backup \"pg-cluster-full-1018\""));
     assert!(text.contains(
         "demo/pg-restore-1100: denied: spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end"
@@ -157,17 +157,60 @@ fn windows_prints_the_restorable_window() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("demo/pg-cluster-archive-wal (cluster pg-cluster, Running)"))
-        .stdout(predicate::str::contains("restorable window:  2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"))
+        .stdout(predicate::str::contains(
+            "restorable window:  2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z (strict base edge)",
+        ))
+        .stdout(predicate::str::contains(
+            "excluded seconds:   2024-05-07T10:36:30Z (base backup pg-cluster-full-1034 completed in it)",
+        ))
         .stdout(predicate::str::contains(
             "pg-cluster-full-1018 (ended 2024-05-07T10:20:03Z), pg-cluster-full-1034 (ended 2024-05-07T10:36:30Z)",
         ));
     let v = json_output(&["windows", "-o", "json", "--cluster", "pg-cluster", EXAMPLES], 0);
     assert_eq!(
         v[0]["restorableWindow"],
-        serde_json::json!({"start": "2024-05-07T10:20:03Z", "end": "2024-05-07T10:47:14Z"})
+        serde_json::json!({"start": "2024-05-07T10:20:04Z", "end": "2024-05-07T10:47:14Z"})
     );
     assert_eq!(v[0]["logRange"]["start"], "2024-05-07T10:07:45Z");
+    assert_eq!(v[0]["baseEdge"], "strict");
+    assert_eq!(
+        v[0]["excludedSeconds"],
+        serde_json::json!([{"second": "2024-05-07T10:36:30Z", "baseBackup": "pg-cluster-full-1034"}])
+    );
     assert_eq!(json_output(&["windows", "-o", "json", "--cluster", "other", EXAMPLES], 0), serde_json::json!([]));
+}
+
+#[test]
+fn base_edge_inclusive_is_kubeblocks_reading_in_validate_and_windows() {
+    let restore = format!("{PG}/restores/pitr-base-completion-second.yaml");
+    let mut args = vec!["validate".to_string(), "-o".into(), "json".into(), restore];
+    args.extend(inventory_files());
+    let strict = json_output(&args, 1);
+    assert_eq!(strict[0]["rules"], serde_json::json!(["R13"]));
+    assert!(
+        strict[0]["message"].as_str().unwrap().contains(
+            "nearest restorable times: 2024-05-07T10:36:29Z (from base backup \"pg-cluster-full-1018\") or \
+             2024-05-07T10:36:31Z"
+        ),
+        "{strict}"
+    );
+    args.insert(1, "--base-edge=inclusive".into());
+    let inclusive = json_output(&args, 0);
+    assert_eq!(inclusive[0]["allowed"], true);
+    assert_eq!(inclusive[0]["patch"][1]["value"]["pitrguard.io/base-backup"], "pg-cluster-full-1034");
+
+    let out = pitrguard().args(["windows", "-o", "json", EXAMPLES]).env("PITRGUARD_BASE_EDGE", "inclusive").output();
+    let v: Value = serde_json::from_slice(&out.unwrap().stdout).unwrap();
+    assert_eq!(
+        v[0]["restorableWindow"],
+        serde_json::json!({"start": "2024-05-07T10:20:03Z", "end": "2024-05-07T10:47:14Z"})
+    );
+    assert_eq!(v[0]["excludedSeconds"], serde_json::json!([]));
+    pitrguard()
+        .args(["windows", "--base-edge", "loose", EXAMPLES])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values: strict, inclusive"));
 }
 
 #[test]

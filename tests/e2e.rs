@@ -55,7 +55,7 @@ fn kubectl_apply_refuses_a_restore_outside_the_window_with_pitrguards_message() 
             apply(cp, &ns, &ops(api, "late", "pg-late", "pg-wal", Some("2024-05-07T11:00:00Z")), false);
         assert!(!ok, "{api}: a restore after the end must be refused");
         assert!(
-            stderr.contains(r#"admission webhook "validate.pitrguard.io" denied the request: spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end of continuous backup "pg-wal" (2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z); restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"#),
+            stderr.contains(r#"admission webhook "validate.pitrguard.io" denied the request: spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end of continuous backup "pg-wal" (2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z); restorable window: 2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z"#),
             "{api}: {stderr}"
         );
         assert!(stored(cp, &ns, resource, "late").is_none(), "{api}: nothing is stored");
@@ -151,7 +151,10 @@ fn windows_live_prints_the_clusters_windows() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("{ns}/pg-wal (cluster pg, Running)")), "{stdout}");
-    assert!(stdout.contains("restorable window:  2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"), "{stdout}");
+    assert!(
+        stdout.contains("restorable window:  2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z (strict base edge)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("pg-full (ended 2024-05-07T10:20:03Z)"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pitrguard: 2 Backups,"), "progress on stderr: {stderr}");

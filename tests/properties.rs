@@ -5,7 +5,7 @@ use pitrguard::admission::{Endpoint, parse_review, respond};
 use pitrguard::cli::windows::windows;
 use pitrguard::core::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage};
 use pitrguard::core::mutate::to_patch;
-use pitrguard::core::{Index, Operation, Policy, judge};
+use pitrguard::core::{BaseEdge, Index, Operation, Policy, Rule, judge};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -89,18 +89,28 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
         -600i64..4200,
         prop::bool::weighted(0.85),
     );
-    (prop::collection::vec(base, 0..8), 0i64..1200, 0i64..3000, any::<bool>(), -900i64..5000).prop_map(
-        |(bases, start, len, base_required, t)| Scenario {
-            index_desc: bases
-                .into_iter()
-                .enumerate()
-                .map(|(i, (ty, phase, end, same))| (format!("base-{i}"), ty, phase.to_string(), end, same))
-                .collect(),
-            log: (start, start + len),
-            base_required,
-            t,
-        },
-    )
+    // T and the end of the log range land on a base's completion second, or next to it, often enough
+    // to exercise R13 and the window's edges; otherwise anywhere.
+    let near = prop::option::weighted(0.6, (any::<prop::sample::Index>(), -2i64..=2));
+    (prop::collection::vec(base, 0..8), 0i64..1200, 0i64..3000, any::<bool>(), -900i64..5000, near.clone(), near)
+        .prop_map(|(bases, start, len, base_required, t, t_near, end_near)| {
+            let ends: Vec<i64> = bases.iter().map(|b| b.2).collect();
+            let pick = |raw: i64, near: Option<(prop::sample::Index, i64)>| match near {
+                Some((i, d)) if !ends.is_empty() => ends[i.index(ends.len())] + d,
+                _ => raw,
+            };
+            let end = pick(start + len, end_near).max(start);
+            Scenario {
+                t: pick(t, t_near),
+                index_desc: bases
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (ty, phase, end, same))| (format!("base-{i}"), ty, phase.to_string(), end, same))
+                    .collect(),
+                log: (start, end),
+                base_required,
+            }
+        })
 }
 
 fn build(s: &Scenario) -> Index {
@@ -215,18 +225,52 @@ proptest! {
         prop_assert_eq!(twice, once);
     }
 
+    /// Under either edge, and for whole or fractional seconds: T is allowed exactly when the window
+    /// `windows` prints contains it and does not list its second as excluded.
     #[test]
-    fn validate_allows_t_exactly_inside_the_window_that_windows_prints(s in arb_scenario()) {
+    fn validate_allows_t_exactly_inside_the_window_that_windows_prints(
+        s in arb_scenario(),
+        inclusive in any::<bool>(),
+        millis in prop_oneof![Just(0i64), Just(0), Just(500)],
+    ) {
         let inv = build(&s);
-        let t = t0() + TimeDelta::seconds(s.t);
-        let d = judge(Operation::Create, Some(&restore_at(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string())), None, NS, &inv, &Policy::default());
-        let printed = windows(&inv, None, None);
+        let edge = if inclusive { BaseEdge::Inclusive } else { BaseEdge::Strict };
+        let policy = Policy { base_edge: edge, ..Policy::default() };
+        let t = t0() + TimeDelta::seconds(s.t) + TimeDelta::milliseconds(millis);
+        let raw = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let d = judge(Operation::Create, Some(&restore_at(&raw)), None, NS, &inv, &policy);
+        let printed = windows(&inv, None, None, edge);
         prop_assert_eq!(printed.len(), 1);
-        let inside = printed[0].restorable_window.as_ref().is_some_and(|w| {
+        let w = &printed[0];
+        let second = t0() + TimeDelta::seconds(s.t);
+        let inside = w.restorable_window.as_ref().is_some_and(|w| {
             let (a, b): (DateTime<Utc>, DateTime<Utc>) = (w.start.parse().unwrap(), w.end.parse().unwrap());
             a <= t && t <= b
-        });
-        prop_assert_eq!(d.allowed(), inside, "window {:?}, violations {:?}", printed[0].restorable_window, d.violations);
+        }) && !w.excluded_seconds.iter().any(|e| e.second.parse::<DateTime<Utc>>().unwrap() == second);
+        prop_assert_eq!(d.allowed(), inside, "T {}, window {:?}, violations {:?}", raw, w, d.violations);
+        if inclusive {
+            prop_assert!(w.excluded_seconds.is_empty());
+            prop_assert!(!d.rules().contains(&Rule::R13));
+        }
+    }
+
+    /// Every R13 denial offers restorable times, and each one offered is allowed.
+    #[test]
+    fn an_r13_denial_offers_times_that_are_allowed(s in arb_scenario()) {
+        let inv = build(&s);
+        let t = t0() + TimeDelta::seconds(s.t);
+        let d = judge(Operation::Create, Some(&restore_at(&t.to_rfc3339())), None, NS, &inv, &Policy::default());
+        let Some(v) = d.violations.iter().find(|v| v.rule == Rule::R13) else { return Ok(()) };
+        let Some((_, offers)) = v.message.split_once("nearest restorable time") else {
+            prop_assert!(v.message.contains("restorable window: none"), "{}", v.message);
+            return Ok(());
+        };
+        let offered: Vec<&str> = offers.split(['(', ' ', ',', ';']).filter(|w| w.len() == 20 && w.ends_with('Z')).collect();
+        prop_assert!(!offered.is_empty(), "{}", v.message);
+        for o in &offered {
+            let again = judge(Operation::Create, Some(&restore_at(o)), None, NS, &inv, &Policy::default());
+            prop_assert!(again.allowed(), "offered {} in {:?}, but it is denied: {:?}", o, v.message, again.violations);
+        }
     }
 }
 

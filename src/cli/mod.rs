@@ -7,6 +7,7 @@ pub mod windows;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,9 @@ pub struct PolicyArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS", env = "PITRGUARD_EDGE_WARNING",
           value_parser = clap::value_parser!(i64).range(0..=366 * 24 * 3600))]
     pub edge_warning: i64,
+
+    #[command(flatten)]
+    pub base_edge: BaseEdgeArg,
 }
 
 impl PolicyArgs {
@@ -54,8 +58,21 @@ impl PolicyArgs {
         crate::core::Policy {
             default_volume_restore_policy: self.default_volume_restore_policy.clone(),
             edge_warning: chrono::TimeDelta::seconds(self.edge_warning),
+            base_edge: self.base_edge.base_edge,
         }
     }
+}
+
+/// `--base-edge`, shared by `validate`, `windows` and `serve`.
+#[derive(Debug, clap::Args)]
+pub struct BaseEdgeArg {
+    /// Whether a restore may target the second in which its base backup completed. `strict` refuses it (R13):
+    /// backup times are rounded down to the second, and PostgreSQL refuses such a restore or returns later data.
+    /// `inclusive` allows it, as KubeBlocks does.
+    #[arg(long = "base-edge", default_value = "strict", env = "PITRGUARD_BASE_EDGE",
+          value_parser = PossibleValuesParser::new(["strict", "inclusive"])
+              .map(|s| crate::core::BaseEdge::parse(&s).expect("one of the possible values")))]
+    pub base_edge: crate::core::BaseEdge,
 }
 
 /// The inventory of an offline command: the documents' objects, or (`--live`) the cluster's.

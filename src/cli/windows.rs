@@ -4,7 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{Inputs, Output};
+use super::{BaseEdgeArg, Inputs, Output};
+use crate::core::BaseEdge;
 use crate::core::facts::BackupFacts;
 use crate::core::inventory::Inventory;
 use crate::core::time::format_time;
@@ -23,6 +24,9 @@ pub struct Args {
     /// Only backups of this cluster (label app.kubernetes.io/instance).
     #[arg(long, short = 'c', env = "PITRGUARD_CLUSTER")]
     pub cluster: Option<String>,
+
+    #[command(flatten)]
+    pub base_edge: BaseEdgeArg,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -37,6 +41,14 @@ pub struct BaseBackup {
     pub end: String,
 }
 
+/// A second inside the restorable window that is not restorable: the completion second of a base (R13).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExcludedSecond {
+    pub second: String,
+    pub base_backup: String,
+}
+
 /// One continuous backup's windows, as `--output json` prints it.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -46,7 +58,11 @@ pub struct BackupWindow {
     pub cluster: Option<String>,
     pub phase: Option<String>,
     pub log_range: Option<Range>,
+    /// `strict` or `inclusive` (`--base-edge`).
+    pub base_edge: &'static str,
     pub restorable_window: Option<Range>,
+    /// Seconds inside the restorable window that are excluded from it (strict edge).
+    pub excluded_seconds: Vec<ExcludedSecond>,
     pub base_backup_required: bool,
     /// Base candidates that completed inside the log range, by end time.
     pub base_backups: Vec<BaseBackup>,
@@ -57,7 +73,12 @@ fn range(r: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>
 }
 
 /// The windows of every continuous backup that passes the filters.
-pub fn windows(inv: &dyn Inventory, namespace: Option<&str>, cluster: Option<&str>) -> Vec<BackupWindow> {
+pub fn windows(
+    inv: &dyn Inventory,
+    namespace: Option<&str>,
+    cluster: Option<&str>,
+    edge: BaseEdge,
+) -> Vec<BackupWindow> {
     let keep = |b: &BackupFacts| {
         namespace.is_none_or(|n| b.namespace == n) && cluster.is_none_or(|c| b.lineage.instance.as_deref() == Some(c))
     };
@@ -65,11 +86,17 @@ pub fn windows(inv: &dyn Inventory, namespace: Option<&str>, cluster: Option<&st
         .into_iter()
         .filter(keep)
         .map(|s| {
-            let w = window(&s, inv);
+            let w = window(&s, inv, edge);
             let bases = bases_in_range(&s, &w, inv);
             BackupWindow {
                 log_range: range(w.log_range),
+                base_edge: edge.as_str(),
                 restorable_window: range(w.restorable),
+                excluded_seconds: w
+                    .excluded
+                    .iter()
+                    .map(|b| ExcludedSecond { second: format_time(b.end), base_backup: b.name.clone() })
+                    .collect(),
                 base_backup_required: w.base_required,
                 base_backups: bases.into_iter().map(|b| BaseBackup { name: b.name, end: format_time(b.end) }).collect(),
                 cluster: s.lineage.instance,
@@ -105,8 +132,20 @@ pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
             w.phase.as_deref().unwrap_or("no phase")
         )?;
         writeln!(out, "  log range:          {}", text(&w.log_range, "none (no start or end time yet)"))?;
-        let none = if w.log_range.is_some() { "none (no full backup completed inside the log range)" } else { "none" };
-        writeln!(out, "  restorable window:  {}", text(&w.restorable_window, none))?;
+        let none = match (&w.log_range, w.base_backups.first()) {
+            (None, _) => "none",
+            (Some(_), None) => "none (no full backup completed inside the log range)",
+            (Some(_), Some(_)) => "none (base backups completed in every second from the first one to the end)",
+        };
+        writeln!(out, "  restorable window:  {} ({} base edge)", text(&w.restorable_window, none), w.base_edge)?;
+        if !w.excluded_seconds.is_empty() {
+            let list: Vec<String> = w
+                .excluded_seconds
+                .iter()
+                .map(|e| format!("{} (base backup {} completed in it)", e.second, e.base_backup))
+                .collect();
+            writeln!(out, "  excluded seconds:   {}", list.join(", "))?;
+        }
         if !w.base_backup_required {
             writeln!(out, "  base backups:       not required (ActionSet sets baseBackupRequired: false)")?;
         } else if w.base_backups.is_empty() {
@@ -122,6 +161,7 @@ pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     let docs = read_documents(&args.inputs.paths)?;
     let index = super::inventory(&args.inputs, &docs, args.namespace.as_deref())?;
-    print(&windows(&index, args.namespace.as_deref(), args.cluster.as_deref()), args.inputs.output)?;
+    let found = windows(&index, args.namespace.as_deref(), args.cluster.as_deref(), args.base_edge.base_edge);
+    print(&found, args.inputs.output)?;
     Ok(0)
 }

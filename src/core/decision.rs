@@ -23,10 +23,11 @@ pub enum Rule {
     R10,
     R11,
     R12,
+    R13,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 14] = [
         Rule::Schema,
         Rule::R1,
         Rule::R2,
@@ -40,6 +41,7 @@ impl Rule {
         Rule::R10,
         Rule::R11,
         Rule::R12,
+        Rule::R13,
     ];
 
     pub fn id(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Rule {
             Rule::R10 => "R10",
             Rule::R11 => "R11",
             Rule::R12 => "R12",
+            Rule::R13 => "R13",
         }
     }
 

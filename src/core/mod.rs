@@ -28,3 +28,4 @@ pub use facts::{ActionSetFacts, BackupFacts};
 pub use inventory::{Index, Inventory};
 pub use judge::{Operation, judge};
 pub use rules::Policy;
+pub use window::BaseEdge;

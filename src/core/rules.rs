@@ -1,30 +1,36 @@
-//! The validation rules R1–R12 (SPEC.md §3), warnings W1–W3 (§5), and the
+//! The validation rules R1–R13 (SPEC.md §3), warnings W1–W3 (§5), and the
 //! mutations M1–M3 (§4) that an object passing every rule gets.
 //!
 //! Each rule is one function named after its id; [`evaluate`] runs them in
 //! order and stops where a later rule would have nothing to stand on (no
 //! backup name, no backup, no time).
 
-use chrono::TimeDelta;
+use chrono::{SubsecRound, TimeDelta};
 
 use super::decision::{Decision, Plan, Rule, Violation, Warning, WarningId, range_text};
 use super::facts::{ANNOTATION_BASE_BACKUP, BackupFacts};
-use super::inventory::Inventory;
+use super::inventory::{BaseRef, Inventory};
 use super::mutate::Mutation;
 use super::request::RestoreRequest;
 use super::time::{ACCEPTED_LAYOUTS, PointInTime, format_time, go_duration};
-use super::window::{Window, window};
+use super::window::{BaseEdge, Restorable, Window, base_for, nearest_restorable, window};
 
-/// The settings that change decisions (`--default-volume-restore-policy`, `--edge-warning`).
+/// The settings that change decisions (`--default-volume-restore-policy`, `--edge-warning`,
+/// `--base-edge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub default_volume_restore_policy: String,
     pub edge_warning: TimeDelta,
+    pub base_edge: BaseEdge,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { default_volume_restore_policy: "Parallel".into(), edge_warning: TimeDelta::seconds(60) }
+        Self {
+            default_volume_restore_policy: "Parallel".into(),
+            edge_warning: TimeDelta::seconds(60),
+            base_edge: BaseEdge::Strict,
+        }
     }
 }
 
@@ -80,12 +86,18 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
         return finish(j, Some(plan));
     }
 
-    let w = window(&s, inv);
+    let w = window(&s, inv, policy.base_edge);
     let has_time = r7_point_in_time_set(&mut j, &s, &w);
     let ranged = r9_time_range(&mut j, &s);
     if let (Some(t), true, true) = (t, has_time, ranged) {
         if r10_inside_log_range(&mut j, &s, &w, t) && w.base_required {
-            plan.base_backup = r11_base_backup(&mut j, &s, &w, t);
+            let base = r11_base_backup(&mut j, &s, &w, t);
+            if let Some(base) = &base
+                && policy.base_edge == BaseEdge::Strict
+            {
+                r13_after_base_completion_second(&mut j, &s, &w, t, base);
+            }
+            plan.base_backup = base.map(|b| b.name);
         }
         w3_edge_of_running_backup(&mut j, &s, t, policy.edge_warning);
     }
@@ -323,18 +335,20 @@ fn r10_inside_log_range(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: Point
     false
 }
 
-/// R11: a base backup completed inside the log range, at or before T. Returns M3's pick.
-fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime) -> Option<String> {
+/// R11: a base backup completed inside the log range, at or before T. Returns M3's pick, P(T).
+fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime) -> Option<BaseRef> {
     let (start, end) = w.log_range?;
-    if let Some(base) = j.inv.latest_base(s, start, t.instant) {
-        return Some(base.name);
+    if let Some(base) = base_for(s, j.inv, t.instant) {
+        return Some(base);
     }
     let field = j.field("restorePointInTime");
-    let why = match w.restorable {
-        Some((w0, _)) => format!(
-            "{} is {} before the first full backup that completed inside the log range; {}",
+    let why = match &w.first_base {
+        Some(first) => format!(
+            "{} is {} before the first full backup that completed inside the log range (\"{}\", at {}); {}",
             t.display(),
-            go_duration(w0 - t.instant),
+            go_duration(first.end - t.instant),
+            first.name,
+            format_time(first.end),
             restorable_text(w)
         ),
         None => format!(
@@ -346,6 +360,42 @@ fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTim
     };
     j.deny(Rule::R11, format!("{field}: {why}"));
     None
+}
+
+/// R13: T is not inside the completion second of its base P(T), `end(P(T)) < T`.
+fn r13_after_base_completion_second(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime, base: &BaseRef) {
+    if base.end < t.instant.trunc_subsecs(0) {
+        return;
+    }
+    let at = |(time, base): Restorable| match base {
+        Some(b) => format!("{} (from base backup \"{}\")", format_time(time), b.name),
+        None => format_time(time),
+    };
+    let offer = match nearest_restorable(s, j.inv, w, t.instant) {
+        (Some(earlier), Some(later)) => format!("nearest restorable times: {} or {}", at(earlier), at(later)),
+        (Some(earlier), None) => {
+            format!("nearest restorable time: {} (the log range ends before any later one)", at(earlier))
+        }
+        (None, Some(later)) => format!(
+            "nearest restorable time: {} (\"{}\" is the first full backup inside the log range)",
+            at(later),
+            base.name
+        ),
+        (None, None) => restorable_text(w),
+    };
+    let field = j.field("restorePointInTime");
+    j.deny(
+        Rule::R13,
+        format!(
+            "{field}: {} falls in the second in which base backup \"{}\" completed ({}); backup times are stored \
+             rounded down to the second, so the backup can become consistent later within that second, and the \
+             database then refuses the restore or returns changes made after {}; {offer}",
+            t.display(),
+            base.name,
+            format_time(base.end),
+            t.display(),
+        ),
+    );
 }
 
 /// W3: T is within the edge of a continuous backup that is still archiving.
@@ -377,13 +427,33 @@ fn r12_volume_restore_policy(j: &mut Judge<'_>) {
     }
 }
 
+/// How many excluded seconds a message lists before it counts the rest.
+const EXCLUDED_SHOWN: usize = 3;
+
 fn restorable_text(w: &Window) -> String {
-    match w.restorable {
-        Some((a, b)) => format!("restorable window: {}", range_text(a, b)),
-        None if w.log_range.is_some() => {
+    match (w.restorable, &w.first_base) {
+        (Some((a, b)), _) => {
+            let mut text = format!("restorable window: {}", range_text(a, b));
+            if !w.excluded.is_empty() {
+                let shown: Vec<String> = w.excluded.iter().take(EXCLUDED_SHOWN).map(|e| format_time(e.end)).collect();
+                let what = if w.excluded.len() == 1 { "second of a base backup" } else { "seconds of base backups" };
+                text.push_str(&format!(", except the completion {what}: {}", shown.join(", ")));
+                if w.excluded.len() > EXCLUDED_SHOWN {
+                    text.push_str(&format!(" and {} more", w.excluded.len() - EXCLUDED_SHOWN));
+                }
+            }
+            text
+        }
+        (None, Some(first)) => format!(
+            "restorable window: none, base backups completed in every second from the first one inside the log range \
+             (\"{}\", at {}) to its end",
+            first.name,
+            format_time(first.end)
+        ),
+        (None, None) if w.log_range.is_some() => {
             "restorable window: none, no full backup completed inside the log range".into()
         }
-        None => "restorable window: none, the backup has no log range yet".into(),
+        (None, None) => "restorable window: none, the backup has no log range yet".into(),
     }
 }
 

@@ -7,7 +7,7 @@ use super::decision::{Rule, WarningId};
 use super::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage};
 use super::inventory::Index;
 use super::mutate::to_patch;
-use super::{Decision, Operation, Policy, judge};
+use super::{BaseEdge, Decision, Operation, Policy, judge};
 
 const NS: &str = "demo";
 
@@ -82,6 +82,12 @@ fn decide_with(object: &Value, inv: &Index) -> Decision {
 
 fn decide(object: &Value) -> Decision {
     decide_with(object, &inventory())
+}
+
+/// KubeBlocks' own reading of the base edge (`--base-edge inclusive`): R13 off.
+fn decide_inclusive(object: &Value, inv: &Index) -> Decision {
+    let policy = Policy { base_edge: BaseEdge::Inclusive, ..Policy::default() };
+    judge(Operation::Create, Some(object), None, NS, inv, &policy)
 }
 
 fn assert_denied(d: &Decision, rule: Rule, fragments: &[&str]) {
@@ -209,7 +215,11 @@ fn r7_continuous_needs_a_point_in_time() {
     assert_denied(
         &decide(&ops(json!({"backupName": "wal"}))),
         Rule::R7,
-        &["restorePointInTime: empty", "restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"],
+        &[
+            "restorePointInTime: empty",
+            "restorable window: 2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z, except the completion seconds of base \
+             backups: 2024-05-07T10:36:30Z, 2024-05-07T10:40:00Z",
+        ],
     );
     assert_denied(&decide(&pitr("wal", "")), Rule::R7, &["empty"]);
 }
@@ -259,24 +269,38 @@ fn r10_both_ends_are_inclusive() {
 fn r10_message_matches_the_spec_example() {
     let mut inv = inventory();
     inv.apply_backup(mk_wal("pg-cluster-archive-wal", "pg-pitr"));
-    let d = decide_with(&pitr("pg-cluster-archive-wal", "2024-05-07T11:00:00Z"), &inv);
+    let object = pitr("pg-cluster-archive-wal", "2024-05-07T11:00:00Z");
+    // The SPEC's example predates R13: it is KubeBlocks' inclusive reading.
     assert_eq!(
-        d.message(),
+        decide_inclusive(&object, &inv).message(),
         "spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end of continuous backup \
          \"pg-cluster-archive-wal\" (2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z); restorable window: \
          2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"
+    );
+    assert_eq!(
+        decide_with(&object, &inv).message(),
+        "spec.restore.restorePointInTime: 2024-05-07T11:00:00Z is 12m46s after the end of continuous backup \
+         \"pg-cluster-archive-wal\" (2024-05-07T10:07:45Z .. 2024-05-07T10:47:14Z); restorable window: \
+         2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z, except the completion seconds of base backups: \
+         2024-05-07T10:36:30Z, 2024-05-07T10:40:00Z"
     );
 }
 
 #[test]
 fn r11_a_base_backup_completed_inside_the_range_before_t() {
-    let d = decide(&pitr("wal", "2024-05-07T10:20:03Z"));
+    let d = decide_inclusive(&pitr("wal", "2024-05-07T10:20:03Z"), &inventory());
+    assert!(d.allowed(), "{:?}", d.violations);
+    assert_eq!(d.plan.unwrap().base_backup.as_deref(), Some("full-b"));
+    let d = decide(&pitr("wal", "2024-05-07T10:20:04Z"));
     assert!(d.allowed(), "{:?}", d.violations);
     assert_eq!(d.plan.unwrap().base_backup.as_deref(), Some("full-b"));
     assert_denied(
         &decide(&pitr("wal", "2024-05-07T10:20:02Z")),
         Rule::R11,
-        &["1s before the first full backup", "restorable window: 2024-05-07T10:20:03Z .. 2024-05-07T10:47:14Z"],
+        &[
+            "1s before the first full backup that completed inside the log range (\"full-b\", at 2024-05-07T10:20:03Z)",
+            "restorable window: 2024-05-07T10:20:04Z .. 2024-05-07T10:47:14Z",
+        ],
     );
     // A full backup that ended before the log range does not count.
     assert_denied(&decide(&pitr("wal", "2024-05-07T10:10:00Z")), Rule::R11, &["before the first full backup"]);
@@ -311,6 +335,7 @@ fn an_unknown_action_set_requires_a_base() {
 
 #[test]
 fn m3_picks_the_latest_base_at_or_before_t() {
+    // Under the inclusive edge a base is picked at its own end; under strict from the next second.
     let cases = [
         ("2024-05-07T10:30:00Z", "full-b"),
         ("2024-05-07T10:36:30Z", "full-c"),
@@ -318,13 +343,19 @@ fn m3_picks_the_latest_base_at_or_before_t() {
         ("2024-05-07T10:40:00Z", "incr-d"), // an Incremental backup is a base too
         ("2024-05-07T10:47:14Z", "incr-d"), // the Failed full at 10:42 is not
     ];
-    for (t, base) in cases {
+    let strict = [("2024-05-07T10:36:31Z", "full-c"), ("2024-05-07T10:40:01Z", "incr-d")];
+    let inclusive = |o: &Value| decide_inclusive(o, &inventory());
+    for (t, base, decide) in cases
+        .iter()
+        .map(|(t, b)| (t, b, &inclusive as &dyn Fn(&Value) -> Decision))
+        .chain(strict.iter().map(|(t, b)| (t, b, &decide as &dyn Fn(&Value) -> Decision)))
+    {
         let d = decide(&pitr("wal", t));
-        assert_eq!(d.plan.as_ref().unwrap().base_backup.as_deref(), Some(base), "{t}");
+        assert_eq!(d.plan.as_ref().unwrap().base_backup.as_deref(), Some(*base), "{t}");
         let patch = serde_json::to_value(to_patch(&d.mutations)).unwrap();
         assert_eq!(
             patch,
-            json!([{"op": "add", "path": "/metadata/annotations", "value": {"pitrguard.io/base-backup": base}}]),
+            json!([{"op": "add", "path": "/metadata/annotations", "value": {"pitrguard.io/base-backup": *base}}]),
             "{t}"
         );
     }
@@ -493,7 +524,7 @@ fn restore_spec_of_0_9_is_judged_and_patched_in_place() {
 
 #[test]
 fn the_patch_is_idempotent() {
-    for t in ["May 07,2024 18:30:00 UTC+0800", "2024-05-07T10:30:00.5+00:00", "2024-05-07T10:40:00Z"] {
+    for t in ["May 07,2024 18:30:00 UTC+0800", "2024-05-07T10:30:00.5+00:00", "2024-05-07T10:41:00Z"] {
         let mut o = ops(json!({"backupName": "wal", "restorePointInTime": t}));
         let first = decide(&o);
         assert!(!first.mutations.is_empty());
@@ -504,7 +535,7 @@ fn the_patch_is_idempotent() {
         assert!(second.warnings.iter().all(|w| w.id == WarningId::W3));
     }
     // A stale base-backup annotation is replaced.
-    let mut o = pitr("wal", "2024-05-07T10:40:00Z");
+    let mut o = pitr("wal", "2024-05-07T10:41:00Z");
     o["metadata"]["annotations"] = json!({"pitrguard.io/base-backup": "full-b"});
     assert_eq!(
         serde_json::to_value(to_patch(&decide(&o).mutations)).unwrap(),
@@ -565,4 +596,77 @@ fn several_violations_are_all_reported() {
     o["spec"]["clusterName"] = json!("pg");
     let d = decide(&o);
     assert_eq!(d.rules(), [Rule::R2, Rule::R12, Rule::R8, Rule::R3]);
+}
+
+#[test]
+fn r13_the_completion_second_of_the_base_is_not_restorable() {
+    // (T, the base named, the nearest restorable times offered)
+    let cases = [
+        (
+            "2024-05-07T10:36:30Z",
+            "full-c",
+            "nearest restorable times: 2024-05-07T10:36:29Z (from base backup \"full-b\") or 2024-05-07T10:36:31Z \
+             (from base backup \"full-c\")",
+        ),
+        // A fraction is dropped first (M2), so it falls in the same second.
+        ("2024-05-07T10:36:30.999Z", "full-c", "2024-05-07T10:36:29Z (from base backup \"full-b\")"),
+        (
+            "2024-05-07T10:20:03Z",
+            "full-b",
+            "nearest restorable time: 2024-05-07T10:20:04Z (from base backup \"full-b\") (\"full-b\" is the first \
+             full backup inside the log range)",
+        ),
+        ("2024-05-07T10:40:00Z", "incr-d", "2024-05-07T10:39:59Z (from base backup \"full-c\")"),
+    ];
+    for (t, base, offer) in cases {
+        let d = decide(&pitr("wal", t));
+        assert_denied(
+            &d,
+            Rule::R13,
+            &[
+                &format!("falls in the second in which base backup \"{base}\" completed"),
+                "rounded down to the second",
+                offer,
+            ],
+        );
+        assert_eq!(d.rules(), [Rule::R13], "{t}");
+        assert!(decide_inclusive(&pitr("wal", t), &inventory()).allowed(), "{t}: inclusive allows it");
+    }
+}
+
+#[test]
+fn r13_offers_skip_a_run_of_completion_seconds_and_stop_at_the_log_range() {
+    let mut inv = inventory();
+    inv.apply_backup(mk_backup("full-c1", BackupType::Full, "Completed", Some("10:34:10"), Some("10:36:31")));
+    inv.apply_backup(mk_backup("full-c2", BackupType::Full, "Completed", Some("10:34:10"), Some("10:36:29")));
+    assert_denied(
+        &decide_with(&pitr("wal", "2024-05-07T10:36:30Z"), &inv),
+        Rule::R13,
+        &["2024-05-07T10:36:28Z (from base backup \"full-b\") or 2024-05-07T10:36:32Z (from base backup \"full-c1\")"],
+    );
+    inv.apply_backup(mk_backup("full-last", BackupType::Full, "Completed", Some("10:45:00"), Some("10:47:14")));
+    assert_denied(
+        &decide_with(&pitr("wal", "2024-05-07T10:47:14Z"), &inv),
+        Rule::R13,
+        &["nearest restorable time: 2024-05-07T10:47:13Z (from base backup \"incr-d\") (the log range ends"],
+    );
+}
+
+#[test]
+fn r13_with_only_a_base_in_the_last_second_nothing_is_restorable() {
+    let mut inv = Index::new();
+    inv.apply_backup(mk_wal("wal", "pg-pitr"));
+    inv.apply_backup(mk_backup("full-late", BackupType::Full, "Completed", Some("10:45:00"), Some("10:47:14")));
+    let expected = "restorable window: none, base backups completed in every second from the first one inside the \
+                    log range (\"full-late\", at 2024-05-07T10:47:14Z) to its end";
+    assert_denied(&decide_with(&pitr("wal", "2024-05-07T10:47:14Z"), &inv), Rule::R13, &[expected]);
+    assert_denied(&decide_with(&pitr("wal", "2024-05-07T10:30:00Z"), &inv), Rule::R11, &[expected]);
+    assert!(decide_inclusive(&pitr("wal", "2024-05-07T10:47:14Z"), &inv).allowed());
+}
+
+#[test]
+fn r13_does_not_apply_without_a_required_base() {
+    let mut inv = inventory();
+    inv.apply_backup(mk_backup("full-mid", BackupType::Full, "Completed", Some("10:20:00"), Some("10:25:00")));
+    assert!(decide_with(&pitr("wal-nobase", "2024-05-07T10:25:00Z"), &inv).allowed());
 }

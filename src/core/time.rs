@@ -96,9 +96,10 @@ pub fn display_time(t: DateTime<Utc>) -> String {
     }
 }
 
-/// Parses a timestamp of a Backup's status (metav1.Time: RFC 3339).
+/// Parses a timestamp of a Backup's status (metav1.Time: RFC 3339). The API server stores it in whole
+/// seconds, so a fraction in a hand-written file is dropped as the API server would drop it.
 pub fn parse_status_time(raw: &str) -> Option<DateTime<Utc>> {
-    parse_rfc3339_strict(raw.trim()).map(|t| t.with_timezone(&Utc))
+    parse_rfc3339_strict(raw.trim()).map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
 }
 
 /// A non-negative duration as Go's `time.Duration.String` prints it: `12m46s`, `1h0m5s`, `1.5s`, `250ms`.
