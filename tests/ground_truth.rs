@@ -427,6 +427,8 @@ enum Kind {
     Busy,
     /// Nothing commits while it runs; the last commit before it is in the stamped second.
     Quiet,
+    /// Nothing commits while it runs, nor earlier in the stamped second.
+    Idle,
     /// The workload runs, pg_basebackup syncs to disk; no situation required.
     Synced,
 }
@@ -471,6 +473,7 @@ impl Base {
         match self.kind {
             Kind::Busy => self.refuses_at_end(),
             Kind::Quiet => self.wrong_at_end(),
+            Kind::Idle => self.during.is_empty() && self.last_commit < self.end * US,
             Kind::Synced => true,
         }
     }
@@ -479,6 +482,7 @@ impl Base {
         match self.kind {
             Kind::Busy => "workload running; a commit of its stamped second precedes its end-of-backup record",
             Kind::Quiet => "nothing committed while it ran; the last commit before it is in its stamped second",
+            Kind::Idle => "nothing committed while it ran, nor earlier in its stamped second",
             Kind::Synced => "workload running, pg_basebackup with fsync; no situation required",
         }
     }
@@ -535,11 +539,14 @@ fn analyze_base(pg: &Pg, archive: &Path, id: usize, kind: Kind, dir: &Path, (sta
 fn take_base(pg: &Pg, port: u16, tmp: &Path, archive: &Path, workload: &Workload, id: usize, kind: Kind) -> Base {
     for attempt in 1..=ATTEMPTS {
         let dir = tmp.join(format!("base-{id}"));
-        let times = if kind == Kind::Quiet {
+        let times = if matches!(kind, Kind::Quiet | Kind::Idle) {
             let mut session = workload.pause();
-            // One commit just after a second begins, then the backup at once, nothing else committing.
+            // Just after a second begins: one commit (Quiet) or none (Idle), then the backup at once,
+            // nothing else committing.
             sleep_until((secs(now_us()) + 1) * US + 30_000);
-            session.insert();
+            if kind == Kind::Quiet {
+                session.insert();
+            }
             pg_basebackup(pg, port, &dir, false)
         } else {
             pg_basebackup(pg, port, &dir, kind == Kind::Synced)
@@ -867,8 +874,8 @@ fn pitrguard_verdicts_match_real_postgresql_recoveries() {
 
     // --- Base backups, a few seconds of commits apart.
     let mut bases = Vec::new();
-    for (id, kind) in [(1, Kind::Busy), (2, Kind::Quiet), (3, Kind::Synced)] {
-        thread::sleep(Duration::from_millis(2500));
+    for (id, kind) in [(1, Kind::Busy), (2, Kind::Quiet), (3, Kind::Idle), (4, Kind::Synced)] {
+        thread::sleep(Duration::from_millis(3000));
         bases.push(take_base(&pg, port, &root, &archive, &workload, id, kind));
     }
 
@@ -1052,6 +1059,7 @@ fn pitrguard_verdicts_match_real_postgresql_recoveries() {
 
     // --- The table.
     let mut counts = [[0usize; 3]; 2]; // per mode: agreements, dangerous allows, lost windows
+    let mut findings: [Vec<String>; 2] = Default::default();
     let mut md = String::new();
     md.push_str("| # | T as written | T (normal form) | relative to | base | strict | inclusive | PostgreSQL | strict vs PostgreSQL | inclusive vs PostgreSQL |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
@@ -1067,6 +1075,34 @@ fn pitrguard_verdicts_match_real_postgresql_recoveries() {
                 _ => 2,
             };
             counts[m][k] += 1;
+            if k != 0 {
+                let b = &bases[plan[i][m]];
+                let why = if !vs[m].allowed && vs[m].rules.iter().any(|r| r == "R10") && t.us > end_s * US {
+                    format!(
+                        " (R10 judges T as written, after end(S) = {}; the restore runs to its normal form)",
+                        hms(end_s)
+                    )
+                } else if t.t() == b.end {
+                    format!(
+                        " (E({0}) = {1}, end({0}) = {2}, {3} commits while {0} ran)",
+                        b.label(),
+                        clock(b.last_commit),
+                        hms(b.end),
+                        b.during.len()
+                    )
+                } else {
+                    String::new()
+                };
+                findings[m].push(format!(
+                    "{} at {} (`{}`): {}, from {}: PostgreSQL {}{why}",
+                    agree[m],
+                    t.label,
+                    t.raw,
+                    vs[m].show(),
+                    b.label(),
+                    os[m].show()
+                ));
+            }
         }
         let base = if plan[i][0] == plan[i][1] {
             bases[plan[i][0]].label()
@@ -1113,7 +1149,12 @@ fn pitrguard_verdicts_match_real_postgresql_recoveries() {
             targets.len()
         )
     };
-    eprintln!("{}\n{}", count_line(0), count_line(1));
+    for (m, f) in findings.iter().enumerate() {
+        eprintln!("{}", count_line(m));
+        for line in f {
+            eprintln!("  {line}");
+        }
+    }
 
     // --- The report.
     if let Ok(path) = std::env::var("PITRGUARD_GROUND_TRUTH_OUT") {
@@ -1128,6 +1169,7 @@ fn pitrguard_verdicts_match_real_postgresql_recoveries() {
             unarchived.len(),
             &md,
             &[count_line(0), count_line(1)],
+            &findings,
             jobs.len(),
         );
         fs::write(&path, doc).unwrap_or_else(|e| panic!("write {path}: {e}"));
@@ -1178,6 +1220,7 @@ fn report(
     unarchived: usize,
     table: &str,
     counts: &[String],
+    findings: &[Vec<String>],
     restores: usize,
 ) -> String {
     let mut doc = String::new();
@@ -1240,8 +1283,11 @@ fn report(
     }
     writeln!(doc, "\n## Verdicts and recoveries (all times UTC)\n\n{table}").unwrap();
     writeln!(doc, "## Counts\n").unwrap();
-    for c in counts {
+    for (c, f) in counts.iter().zip(findings) {
         writeln!(doc, "- {c}").unwrap();
+        for line in f {
+            writeln!(doc, "  - {line}").unwrap();
+        }
     }
     doc
 }
