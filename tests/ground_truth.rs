@@ -1,8 +1,8 @@
 //! Ground truth: pitrguard's verdicts against real PostgreSQL point-in-time recoveries.
 //!
-//! A real primary archives its WAL while a workload commits ~10 rows a second; base backups
-//! are taken with `pg_basebackup` (one that finishes inside the second it is stamped with, one
-//! taken while nothing commits); the archive is frozen into a snapshot the way KubeBlocks'
+//! A real primary archives its WAL while a workload commits ~10 rows a second; base backups are
+//! taken with `pg_basebackup -Ft -Xf -c fast` as the addon does (one that finishes inside the
+//! second it is stamped with, one taken while nothing commits, one idle); the archive is frozen into a snapshot the way KubeBlocks'
 //! PostgreSQL addon would see it (`pg_waldump`: first and last COMMIT, whole seconds), while the
 //! primary keeps committing. From that, the KubeBlocks objects (Backups, ActionSets, one Restore
 //! OpsRequest per target time T) are written and judged by the real `pitrguard validate` binary,
@@ -423,7 +423,7 @@ fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
-    /// The workload runs; the end-of-backup record must come after a commit of the stamped second.
+    /// The workload runs; a commit of the stamped second must come before the end-of-backup record.
     Busy,
     /// Nothing commits while it runs; the last commit before it is in the stamped second.
     Quiet,
@@ -480,7 +480,9 @@ impl Base {
 
     fn describe(&self) -> &'static str {
         match self.kind {
-            Kind::Busy => "workload running; a commit of its stamped second precedes its end-of-backup record",
+            Kind::Busy => {
+                "workload running (backup rate-limited to ~0.4s); a commit of its stamped second precedes its end-of-backup record"
+            }
             Kind::Quiet => "nothing committed while it ran; the last commit before it is in its stamped second",
             Kind::Idle => "nothing committed while it ran, nor earlier in its stamped second",
             Kind::Synced => "workload running, pg_basebackup with fsync; no situation required",
@@ -488,16 +490,30 @@ impl Base {
     }
 }
 
-/// Takes a base backup into `dir`; returns the wall clock before and after.
-fn pg_basebackup(pg: &Pg, port: u16, dir: &Path, sync: bool) -> (i64, i64) {
+/// Takes a base backup as the addon does (`-Ft -Xf -c fast`: one tar, WAL inside) and unpacks it
+/// into the data directory `dir`; returns the wall clock before and after pg_basebackup.
+fn pg_basebackup(pg: &Pg, port: u16, dir: &Path, sync: bool, max_rate: Option<&str>) -> (i64, i64) {
+    let tar = dir.with_extension("tar");
     let mut cmd = pg.cmd("pg_basebackup");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-Fp", "-Xf", "-c", "fast", "-D"]).arg(dir);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-Ft", "-Xf", "-c", "fast", "-D"])
+        .arg(&tar);
     if !sync {
         cmd.arg("--no-sync");
     }
+    if let Some(rate) = max_rate {
+        cmd.args(["--max-rate", rate]);
+    }
     let started = now_us();
     pg.run(cmd);
-    (started, now_us())
+    let done = now_us();
+    let mut mkdir = pg.command("mkdir");
+    mkdir.args(["-m", "0700"]).arg(dir);
+    pg.run(mkdir);
+    let mut untar = pg.command("tar");
+    untar.arg("-xf").arg(tar.join("base.tar")).arg("-C").arg(dir);
+    pg.run(untar);
+    fs::remove_dir_all(&tar).unwrap();
+    (started, done)
 }
 
 /// Reads B's WAL facts from the archive, once its last segment is archived.
@@ -547,9 +563,14 @@ fn take_base(pg: &Pg, port: u16, tmp: &Path, archive: &Path, workload: &Workload
             if kind == Kind::Quiet {
                 session.insert();
             }
-            pg_basebackup(pg, port, &dir, false)
+            pg_basebackup(pg, port, &dir, false, None)
+        } else if kind == Kind::Busy {
+            // Just after a second begins, slowed to ~0.4s (24 MB at 64 MB/s): the workload commits
+            // while it runs, in the second it will be stamped with.
+            sleep_until((secs(now_us()) + 1) * US + 50_000);
+            pg_basebackup(pg, port, &dir, false, Some("64M"))
         } else {
-            pg_basebackup(pg, port, &dir, kind == Kind::Synced)
+            pg_basebackup(pg, port, &dir, true, None)
         };
         let mut base = analyze_base(pg, archive, id, kind, &dir, times);
         base.attempts = attempt;
@@ -1236,7 +1257,7 @@ fn report(
         "## Method\n\n\
          - A primary (`initdb --wal-segsize=1`, `wal_level=replica`, `archive_mode=on`, `archive_timeout=1s`, \
          `track_commit_timestamp=on`) runs a workload that commits one row (`id serial`) every 100 ms.\n\
-         - Base backups `pg_basebackup -Fp -Xf -c fast`; end(B) = the wall clock after it returns, whole \
+         - Base backups `pg_basebackup -Ft -Xf -c fast` (unpacked afterwards); end(B) = the wall clock after it returns, whole \
          seconds, as KubeBlocks stamps it. E(B) below is the last commit before B's end-of-backup record \
          (`pg_waldump`). Each base is taken again (a bounded number of times) until its situation happened.\n\
          - The archive is frozen into a snapshot without its two newest segments while the primary keeps \
