@@ -53,6 +53,32 @@ impl DevCerts {
     }
 }
 
+/// A host a certificate can name: an IP address, or a DNS name of RFC 1123 labels (letters,
+/// digits and `-`, 1 to 63 characters, no `-` at either end; at most 253 characters), optionally
+/// with a leading `*.` wildcard.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    if name.len() > 253 {
+        return Err("longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} must have 1 to 63 characters"));
+        }
+        if let Some(c) = label.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
+            return Err(format!("{c:?} is not allowed (letters, digits, '-' and '.' are)"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
+}
+
 /// Generates a new CA (CA:TRUE, pathlen 0, keyCertSign) and a serving
 /// certificate it signs (CA:FALSE, serverAuth) valid for `hosts`: IP
 /// addresses become IP SANs, anything else a DNS SAN. ECDSA P-256 keys.
@@ -164,16 +190,18 @@ pub struct CertsArgs {
     pub hosts: Vec<String>,
 }
 
-/// Runs `pitrguard certs`: generates, writes, and prints what it wrote and
-/// the `caBundle`. Exit code 0.
-pub fn run(args: &CertsArgs) -> anyhow::Result<u8> {
+/// Runs `pitrguard certs`: generates, writes, and prints to `out` what it
+/// wrote and the `caBundle`. Exit code 0.
+pub fn run(args: &CertsArgs, out: &mut dyn io::Write) -> anyhow::Result<u8> {
     let hosts: Vec<String> = args.hosts.iter().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect();
     anyhow::ensure!(!hosts.is_empty(), "--hosts: give at least one name or IP address");
+    for host in &hosts {
+        check_host(host).map_err(|why| anyhow::anyhow!("--hosts: {host:?} is not a DNS name or IP address: {why}"))?;
+    }
     let certs = generate(&hosts).context("--hosts: cannot make a certificate for these hosts")?;
     write(&args.out, &certs).with_context(|| format!("--out {}", args.out.display()))?;
 
     let dir = &args.out;
-    let mut out = io::stdout().lock();
     writeln!(out, "wrote {}", dir.join("ca.crt").display())?;
     writeln!(out, "wrote {} (valid for: {})", dir.join("tls.crt").display(), hosts.join(", "))?;
     writeln!(out, "wrote {} (mode 0600)", dir.join("tls.key").display())?;

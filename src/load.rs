@@ -55,9 +55,12 @@ impl LoadError {
 /// The namespace of an object with none, as kubectl would apply it.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Reads every document under `paths` (`-` is stdin), in a stable order.
+/// Reads every document under `paths` (`-` is stdin), in a stable order. A file reached by
+/// several paths (`validate examples/ examples/postgresql`, symlinks) is read once, and a
+/// directory symlink that leads back into a directory already walked is not followed.
 pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
     let mut docs = Vec::new();
+    let mut seen = Seen::default();
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -66,21 +69,34 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
             continue;
         }
         let meta = std::fs::metadata(path).map_err(|e| LoadError::new(path.display(), e))?;
-        if meta.is_dir() {
-            for file in walk(path)? {
+        let files = if meta.is_dir() { walk(path, &mut seen)? } else { vec![path.clone()] };
+        for file in files {
+            if seen.first_visit(&file)? {
                 read_file(&file, &mut docs)?;
             }
-        } else {
-            read_file(path, &mut docs)?;
         }
     }
     Ok(docs)
 }
 
-fn walk(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+/// Canonical paths of the files and directories read so far.
+#[derive(Default)]
+struct Seen(std::collections::HashSet<PathBuf>);
+
+impl Seen {
+    fn first_visit(&mut self, path: &Path) -> Result<bool, LoadError> {
+        let canonical = std::fs::canonicalize(path).map_err(|e| LoadError::new(path.display(), e))?;
+        Ok(self.0.insert(canonical))
+    }
+}
+
+fn walk(dir: &Path, seen: &mut Seen) -> Result<Vec<PathBuf>, LoadError> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
+        if !seen.first_visit(&d)? {
+            continue;
+        }
         let entries = std::fs::read_dir(&d).map_err(|e| LoadError::new(d.display(), e))?;
         for entry in entries {
             let path = entry.map_err(|e| LoadError::new(d.display(), e))?.path();

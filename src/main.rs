@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Windows(args) => windows::run(args),
-        Command::Certs(args) => pitrguard::certs::run(args),
+        Command::Certs(args) => pitrguard::certs::run(args, &mut std::io::stdout().lock()),
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -63,6 +63,7 @@ async fn create_inside_the_window_is_allowed_and_mutated() {
     let v = post(app(), "/validate", &review("CREATE", object.clone(), Value::Null)).await;
     assert_eq!(v["allowed"], true);
     assert!(v.get("patch").is_none(), "the validating webhook never patches");
+    assert!(v.get("warnings").is_none(), "W1 comes from the mutating webhook only: {v}");
     let m = post(app(), "/mutate", &review("CREATE", object, Value::Null)).await;
     assert_eq!(m["allowed"], true);
     assert_eq!(

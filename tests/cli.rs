@@ -236,3 +236,59 @@ fn usage_errors_exit_2_and_help_explains_exit_codes() {
     pitrguard().args(["validate", "--output", "xml", EXAMPLES]).assert().code(2);
     pitrguard().args(["--help"]).assert().code(0).stdout(predicate::str::contains("Exit codes"));
 }
+
+#[test]
+fn certs_refuses_a_host_that_is_not_a_dns_name_or_ip_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    for (bad, why) in [
+        ("bad host", "' ' is not allowed"),
+        ("-pitrguard.svc", "label \"-pitrguard\" starts or ends with '-'"),
+        ("pitrguard..svc", "label \"\" must have 1 to 63 characters"),
+        ("pitrguard_webhook.svc", "'_' is not allowed"),
+    ] {
+        pitrguard()
+            .args(["certs", "--out", out.to_str().unwrap(), "--hosts", &format!("localhost,{bad}")])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("--hosts: \"{bad}\" is not a DNS name or IP address: {why}")));
+        assert!(!out.exists(), "{bad}: nothing is written");
+    }
+    pitrguard()
+        .args(["certs", "--out", out.to_str().unwrap(), "--hosts", "*.pitrguard-system.svc,::1,10.0.0.7,localhost."])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("valid for: *.pitrguard-system.svc, ::1, 10.0.0.7, localhost."));
+}
+
+#[test]
+fn validate_reads_each_file_once_whatever_the_paths_and_symlinks() {
+    let once = pitrguard().args(["validate", EXAMPLES]).assert().code(1).get_output().stdout.clone();
+    let twice = pitrguard().args(["validate", EXAMPLES, PG, &format!("{PG}/restores")]).assert().code(1);
+    assert_eq!(String::from_utf8_lossy(&twice.get_output().stdout), String::from_utf8_lossy(&once));
+
+    // loop/self -> ../loop, loop/again -> the same file, and a link to the examples.
+    let dir = tempfile::tempdir().unwrap();
+    let lp = dir.path().join("loop");
+    std::fs::create_dir(&lp).unwrap();
+    std::os::unix::fs::symlink("../loop", lp.join("self")).unwrap();
+    std::os::unix::fs::symlink(PG, lp.join("examples")).unwrap();
+    std::os::unix::fs::symlink(format!("{PG}/restores/pitr-allowed.yaml"), lp.join("again.yaml")).unwrap();
+    let out = pitrguard().args(["validate", lp.to_str().unwrap()]).assert().code(1).get_output().stdout.clone();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 14, "{text}");
+    assert_eq!(text.matches("demo/pg-restore-1030:").count(), 1, "{text}");
+}
+
+#[test]
+fn help_shows_the_paths_as_required() {
+    pitrguard()
+        .args(["validate", "--help"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Usage: pitrguard validate [OPTIONS] <PATHS>..."));
+    pitrguard().args(["windows", "--help"]).assert().code(0).stdout(predicate::str::contains(
+        "Usage: pitrguard windows [OPTIONS] <PATHS>...\n       pitrguard windows [OPTIONS] --live",
+    ));
+    pitrguard().args(["validate"]).assert().code(2).stderr(predicate::str::contains("<PATHS>..."));
+}

@@ -21,7 +21,7 @@ fn running_as_service_account() -> &'static Webhook {
         let cp = control_plane();
         pitrguard_namespace(cp);
         let token = cp.kubectl_ok(&["create", "token", "pitrguard", "-n", "pitrguard-system", "--duration=1h"], None);
-        let dir = tempfile::Builder::new().prefix("pitrguard-sa-").tempdir().unwrap().keep();
+        let dir = cp.scratch("sa-");
         let kubeconfig = write_temp(
             &dir,
             "kubeconfig",

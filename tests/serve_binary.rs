@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 
 /// Starts `pitrguard serve` on the examples with dev certificates in `certs`; returns it with its
 /// webhook and admin ports.
-fn serve_examples(certs: &std::path::Path, extra: &[&str]) -> (std::process::Child, u16, u16) {
+fn serve_examples(certs: &std::path::Path, extra: &[&str]) -> (Stopped, u16, u16) {
     let (port, admin) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
         .args(["serve", "--inventory", concat!(env!("CARGO_MANIFEST_DIR"), "/examples")])
@@ -33,7 +33,7 @@ fn serve_examples(certs: &std::path::Path, extra: &[&str]) -> (std::process::Chi
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    (child, port, admin)
+    (Stopped(child), port, admin)
 }
 
 fn connector(ca_pem: &str) -> TlsConnector {
@@ -137,6 +137,41 @@ async fn sigterm_answers_every_in_flight_request_then_exits() {
     assert_eq!(exited.map(|s| s.code()), Some(Some(0)), "pitrguard exits 0 after draining");
 }
 
+/// One curl POST of the file `body` over `protocol` (`--http2` or `--http1.1`): (curl's exit code,
+/// HTTP status, response body).
+fn curl_post(
+    protocol: &str,
+    ca: &std::path::Path,
+    url: &str,
+    extra: &[&str],
+    body: &std::path::Path,
+) -> (i32, u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", protocol, "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["--cacert", ca.to_str().unwrap()])
+        .args(extra)
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let body = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), code.trim().parse().unwrap_or(0), body)
+}
+
+const GOOD_REVIEW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json");
+
+/// Waits until the server at `url` answers a good review (its dev certificates appear first).
+fn wait_until_serving(ca: &std::path::Path, url: &str) {
+    let ready = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        ca.exists() && curl_post("--http1.1", ca, url, &[], GOOD_REVIEW.as_ref()).1 == 200
+    });
+    assert!(ready, "pitrguard did not come up");
+}
+
 /// Bad input over real TLS to the real binary: each gets a 4xx with a JSON error, and the
 /// server keeps answering good requests.
 #[test]
@@ -145,29 +180,13 @@ fn hostile_input_gets_4xx_and_the_server_stays_up() {
     let (mut child, port, _admin) = serve_examples(dir.path(), &[]);
     let ca = dir.path().join("ca.crt");
     let url = format!("https://127.0.0.1:{port}/validate");
-    // Returns (HTTP status, body) of one curl POST of the file `body`. HTTP/1.1, so that curl
-    // sends `Expect: 100-continue` for the 4 MiB body and reads the 413 before uploading: over h2
-    // the server's early answer ends the stream with RST_STREAM(NO_ERROR) while curl is still
-    // sending, which curl 7.88 reports as an error (the h2 paths are covered in tests/tls.rs).
     let post = |content_type: &str, body: &std::path::Path| -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-s", "--http1.1", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-            .args(["--cacert", ca.to_str().unwrap()])
-            .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary"])
-            .arg(format!("@{}", body.display()))
-            .arg(&url)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        let (_, status, body) =
+            curl_post("--http1.1", &ca, &url, &["-H", &format!("Content-Type: {content_type}")], body);
+        (status, body)
     };
-    let good = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json"));
-    let ready = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        ca.exists() && post("application/json", &good).0 == 200
-    });
-    assert!(ready, "pitrguard did not come up");
+    let good = std::path::PathBuf::from(GOOD_REVIEW);
+    wait_until_serving(&ca, &url);
 
     let write = |name: &str, bytes: Vec<u8>| {
         let p = dir.path().join(name);
@@ -203,6 +222,58 @@ fn hostile_input_gets_4xx_and_the_server_stays_up() {
         assert_eq!(status, 200, "after {what}: {body}");
         assert!(body.contains("12m46s after the end"), "after {what}: {body}");
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+}
+
+/// A body over 3 MiB gets a readable 413 over HTTP/2 and over HTTP/1.1, also when the client sends
+/// it all at once (no `Expect: 100-continue`): the server drains it before answering.
+#[test]
+fn a_body_over_3_mib_gets_a_readable_413_over_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, port, _admin) = serve_examples(dir.path(), &[]);
+    let ca = dir.path().join("ca.crt");
+    let url = format!("https://127.0.0.1:{port}/validate");
+    wait_until_serving(&ca, &url);
+    for mib in [4, 12] {
+        let big = dir.path().join(format!("{mib}mib.json"));
+        std::fs::write(&big, vec![b' '; mib * 1024 * 1024]).unwrap();
+        for (protocol, extra) in [("--http2", &[][..]), ("--http1.1", &["-H", "Expect:"][..]), ("--http1.1", &[][..])] {
+            for attempt in 0..3 {
+                let mut args = vec!["-H", "Content-Type: application/json"];
+                args.extend_from_slice(extra);
+                let (exit, status, body) = curl_post(protocol, &ca, &url, &args, &big);
+                let what = format!("{mib} MiB over {protocol} {extra:?}, try {attempt}");
+                assert_eq!((exit, status), (0, 413), "{what}: {body}");
+                let json: serde_json::Value =
+                    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{what}: not JSON: {body}"));
+                assert_eq!(json["code"], 413, "{what}");
+            }
+        }
+    }
+    // The same connection's server still answers good requests over both protocols.
+    for protocol in ["--http2", "--http1.1"] {
+        assert_eq!(curl_post(protocol, &ca, &url, &[], GOOD_REVIEW.as_ref()).1, 200, "{protocol}");
+    }
+}
+
+/// A child process that is killed (by its id) and reaped when the test ends, also when it fails.
+struct Stopped(std::process::Child);
+
+impl std::ops::Deref for Stopped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stopped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1281,7 +1281,10 @@ fn certs_write_and_run_produce_the_files() {
     assert_eq!(cli.certs.hosts, vec!["10.0.0.1", "webhook.example"]);
     assert!(Cli::try_parse_from(["x"]).is_err(), "--out is required");
 
-    assert_eq!(certs::run(&cli.certs).unwrap(), 0);
+    let mut printed = Vec::new();
+    assert_eq!(certs::run(&cli.certs, &mut printed).unwrap(), 0);
+    let printed = String::from_utf8(printed).unwrap();
+    assert!(printed.contains("valid for: 10.0.0.1, webhook.example"), "{printed}");
     for name in ["ca.crt", "tls.crt", "tls.key", "ca-bundle.b64"] {
         assert!(out.join(name).is_file(), "{name}");
     }

@@ -52,19 +52,8 @@ fn an_api_server_outage_is_served_from_the_cache_and_reported_then_healed() {
     });
     assert_eq!(metric(&hook.metrics(), "pitrguard_inventory_staleness_seconds"), 0.0);
 
-    // Stop the API server, keeping its command line to start it again.
-    let pid = &cp.env["API_PID"];
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let args: Vec<String> =
-        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into()).collect();
-    assert!(Command::new("kill").args(["-TERM", pid]).status().unwrap().success());
-    // Gone, or a zombie nobody has reaped yet.
-    let stopped = || {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map(|s| s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
-            .unwrap_or(true)
-    };
-    wait_for(Duration::from_secs(60), "the API server to stop", stopped);
+    // The API server crashes.
+    let args = cp.crash_apiserver();
 
     // Served from the cache, and the outage shows.
     wait_for(Duration::from_secs(60), "the outage in /metrics", || {
@@ -79,19 +68,7 @@ fn an_api_server_outage_is_served_from_the_cache_and_reported_then_healed() {
     assert_eq!(http_get(hook.admin_port, "/readyz").0, 200, "a synced cache stays ready");
 
     // The API server comes back (same flags, same etcd): pitrguard reconnects by itself.
-    let log = std::fs::OpenOptions::new().append(true).open(cp.dir.join("apiserver.log")).unwrap();
-    let restarted = Command::new("setsid")
-        .arg("--fork")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .status()
-        .unwrap();
-    assert!(restarted.success());
-    wait_for(Duration::from_secs(120), "the API server to answer again", || {
-        cp.kubectl(&["get", "ns", &ns], None).status.success()
-    });
+    cp.restart_apiserver(&args);
     set_status(cp, &ns, "pg-wal", "Running", ("2024-05-07T10:07:45Z", "2024-05-07T11:05:00Z"));
     // Staleness returns to 0 only on an event from a working watch (kube-runtime's backoff caps at 30 s).
     wait_for(Duration::from_secs(120), "the watches to reconnect", || {

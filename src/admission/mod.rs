@@ -86,13 +86,15 @@ pub const DENIED_CODE: u16 = 422;
 
 /// Builds the response. The validating webhook denies; the mutating webhook
 /// never denies a rule violation (the validating one does, once) and patches
-/// only an object that passes every rule.
+/// only an object that passes every rule. Each warning comes from one webhook
+/// only, as kubectl prints both webhooks' warnings: W1/W2 from the mutating one,
+/// whose patch they explain, W3 from the validating one.
 pub fn respond(endpoint: Endpoint, req: &Request, decision: &Decision) -> AdmissionResponse {
     let mut resp = AdmissionResponse::from(req);
     let warnings: Vec<String> = decision
         .warnings
         .iter()
-        .filter(|w| endpoint == Endpoint::Validate || w.explains_mutation())
+        .filter(|w| w.explains_mutation() == (endpoint == Endpoint::Mutate))
         .map(|w| w.message.clone())
         .collect();
     match endpoint {

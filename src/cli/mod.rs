@@ -5,8 +5,6 @@ pub mod serve;
 pub mod validate;
 pub mod windows;
 
-use std::path::PathBuf;
-
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -30,6 +28,7 @@ pub enum Command {
     /// Judge every Restore OpsRequest found in the files, against the Backups, ActionSets and Clusters found there.
     Validate(validate::Args),
     /// Show each continuous backup's log range, restorable window and base backups.
+    #[command(override_usage = "pitrguard windows [OPTIONS] <PATHS>...\n       pitrguard windows [OPTIONS] --live")]
     Windows(windows::Args),
     /// Run the validating and mutating admission webhook (HTTPS) and the admin port (HTTP).
     Serve(serve::Args),
@@ -103,13 +102,10 @@ pub enum Output {
     Json,
 }
 
-/// Inputs shared by the offline commands.
+/// Inputs shared by the offline commands (each has its own `paths`: `validate` always needs them,
+/// `windows --live` does not).
 #[derive(Debug, clap::Args)]
 pub struct Inputs {
-    /// Files or directories (searched recursively for *.yaml, *.yml, *.json); `-` reads stdin.
-    #[arg(required_unless_present = "live", env = "PITRGUARD_PATHS", value_delimiter = ',')]
-    pub paths: Vec<PathBuf>,
-
     /// Read Backups, ActionSets and Clusters from the current kubeconfig's cluster instead of the files.
     #[arg(long, env = "PITRGUARD_LIVE")]
     pub live: bool,

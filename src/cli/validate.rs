@@ -11,6 +11,12 @@ use crate::load::{DEFAULT_NAMESPACE, Document, Kind, build_index, kind_of, read_
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Files or directories with the OpsRequests to judge, and (without --live) the Backups, ActionSets and
+    /// Clusters they are judged against; directories are searched recursively for *.yaml, *.yml, *.json;
+    /// `-` reads stdin.
+    #[arg(required = true, env = "PITRGUARD_PATHS", value_delimiter = ',')]
+    pub paths: Vec<std::path::PathBuf>,
+
     #[command(flatten)]
     pub inputs: Inputs,
 
@@ -70,7 +76,7 @@ pub fn verdicts_with(docs: &[Document], index: &crate::core::Index, policy: &Pol
 
 /// Runs the command; returns the process exit code.
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let docs = read_documents(&args.inputs.paths)?;
+    let docs = read_documents(&args.paths)?;
     let index = super::inventory(&args.inputs, &docs, None)?;
     let verdicts = verdicts_with(&docs, &index, &args.policy.policy());
     let mut out = std::io::stdout().lock();

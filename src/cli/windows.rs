@@ -14,6 +14,11 @@ use crate::load::read_documents;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Files or directories with the Backups and ActionSets (searched recursively for *.yaml, *.yml, *.json);
+    /// `-` reads stdin. Not needed with --live.
+    #[arg(required_unless_present = "live", env = "PITRGUARD_PATHS", value_delimiter = ',')]
+    pub paths: Vec<std::path::PathBuf>,
+
     #[command(flatten)]
     pub inputs: Inputs,
 
@@ -159,7 +164,7 @@ pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let docs = read_documents(&args.inputs.paths)?;
+    let docs = read_documents(&args.paths)?;
     let index = super::inventory(&args.inputs, &docs, args.namespace.as_deref())?;
     let found = windows(&index, args.namespace.as_deref(), args.cluster.as_deref(), args.base_edge.base_edge);
     print(&found, args.inputs.output)?;

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -26,6 +25,11 @@ use crate::metrics::{DecisionLabels, EndpointLabels, Metrics, StatusLabels};
 
 /// Request bodies above this are refused with 413 (the API server sends at most 3 MiB objects).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// How much of a body over the limit is still read, and thrown away, before the 413. A client
+/// still sending when the answer comes gets a reset instead of the 413 (HTTP/2: RST_STREAM; HTTP/1.1:
+/// a closed connection), so up to this bound the client may finish, and then reads the 413.
+pub const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Reads a namespace's Backups straight from the API server.
 pub trait FreshBackups: Send + Sync {
@@ -52,16 +56,47 @@ pub fn router(app: App) -> Router {
         .route("/mutate", post(mutate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
 
-async fn validate(State(app): State<App>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    handle(Endpoint::Validate, &app, &headers, body).await
+async fn validate(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    handle(Endpoint::Validate, &app, &headers, read_body(&headers, body).await).await
 }
 
-async fn mutate(State(app): State<App>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    handle(Endpoint::Mutate, &app, &headers, body).await
+async fn mutate(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    handle(Endpoint::Mutate, &app, &headers, read_body(&headers, body).await).await
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`]. A longer one is drained up to [`MAX_DRAINED_BYTES`]
+/// so that the client can read the 413.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, (StatusCode, String)> {
+    use futures::StreamExt;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY_BYTES} bytes; an AdmissionReview is at most 3 MiB"),
+        )
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES + MAX_DRAINED_BYTES) {
+        return Err(too_large());
+    }
+    let mut kept = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+    let mut seen = 0usize;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}")))?;
+        seen += chunk.len();
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&chunk);
+        } else if seen > MAX_BODY_BYTES + MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(kept))
 }
 
 async fn not_found(State(app): State<App>) -> Response {
@@ -86,11 +121,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn handle(endpoint: Endpoint, app: &App, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn handle(
+    endpoint: Endpoint,
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, (StatusCode, String)>,
+) -> Response {
     let started = Instant::now();
     let body = match body {
         Ok(b) => b,
-        Err(rejection) => return error(&app.metrics, rejection.status(), rejection.body_text()),
+        Err((status, message)) => return error(&app.metrics, status, message),
     };
     if !is_json(headers) {
         return error(&app.metrics, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");

@@ -4,8 +4,12 @@
 //!
 //! One control plane per test binary, started on first use. Nothing here
 //! skips: if the control plane cannot start, the test fails with its log.
-//! Every process started is stopped when the test binary exits, also when a
-//! test fails, by a watchdog that waits for this process to go away.
+//! Every process started is stopped by its PID when the test binary exits,
+//! also when a test fails: its PID is written into the control plane's
+//! directory (`pids/NAME.pid`, `apiserver.pid`), and a watchdog that waits for
+//! this process to go away runs `tools/testcp/down.sh`, which stops every one
+//! of them and removes the directory, and with it every file the tests made
+//! there ([`ControlPlane::scratch`]).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -40,6 +44,59 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// A new directory inside the control plane's, removed with it.
+    pub fn scratch(&self, prefix: &str) -> PathBuf {
+        tempfile::Builder::new().prefix(prefix).tempdir_in(&self.dir).unwrap().keep()
+    }
+
+    /// Has `down.sh` stop the process `pid` (by that id) with the control plane.
+    pub fn track(&self, name: &str, pid: u32) {
+        let pids = self.dir.join("pids");
+        std::fs::create_dir_all(&pids).unwrap();
+        std::fs::write(pids.join(format!("{name}.pid")), pid.to_string()).unwrap();
+    }
+
+    pub fn apiserver_pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("apiserver.pid")).unwrap().trim().parse().unwrap()
+    }
+
+    /// Kills the kube-apiserver (SIGKILL: a crash) and waits until it is gone. Returns its
+    /// command line, to start it again with [`Self::restart_apiserver`].
+    pub fn crash_apiserver(&self) -> Vec<String> {
+        let pid = self.apiserver_pid();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let args =
+            cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into()).collect();
+        assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+        // Its port is free once every thread has exited (the leader may show as a zombie earlier).
+        let port: u16 = self.env["TESTCP_API_URL"].rsplit(':').next().unwrap().parse().unwrap();
+        wait_for(Duration::from_secs(10), "the killed API server to release its port", || {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        args
+    }
+
+    /// Starts the kube-apiserver again with `args` (same flags, same etcd), tracked as the
+    /// control plane's API server, and waits until it answers.
+    pub fn restart_apiserver(&self, args: &[String]) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.join("apiserver.log")).unwrap();
+        let mut child = Command::new(&args[0])
+            .args(&args[1..])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("restart kube-apiserver");
+        std::fs::write(self.dir.join("apiserver.pid"), child.id().to_string()).unwrap();
+        // Reaped whenever it ends (crashed again by a test, or stopped by down.sh).
+        std::thread::spawn(move || child.wait());
+        wait_for(Duration::from_secs(120), "the API server to answer again", || {
+            self.kubectl(&["get", "--raw", "/readyz"], None).status.success()
+        });
+    }
+
     pub fn kubeconfig(&self) -> &str {
         &self.env["KUBECONFIG"]
     }
@@ -77,6 +134,14 @@ static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
 
 pub fn control_plane() -> &'static ControlPlane {
     CONTROL_PLANE.get_or_init(|| {
+        // Built once per machine, for minutes: its progress goes straight to the terminal.
+        let built = Command::new(repo().join("tools/testcp/build.sh"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run tools/testcp/build.sh");
+        assert!(built.success(), "building the test control plane failed (tools/testcp/build.sh, output above)");
         let dir = tempfile::Builder::new().prefix("pitrguard-testcp-").tempdir().unwrap().keep();
         let up = repo().join("tools/testcp/up.sh");
         let down = repo().join("tools/testcp/down.sh");
@@ -136,6 +201,15 @@ impl Webhook {
     }
 }
 
+impl Drop for Webhook {
+    /// A webhook a test started for itself stops with the test (one kept in a `static` stops with
+    /// the control plane, by its tracked PID).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Plain HTTP GET on 127.0.0.1 (the admin port); returns (status, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let out = Command::new("curl")
@@ -149,7 +223,7 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// Starts `pitrguard serve` in live mode with `extra` arguments and waits for /readyz.
 pub fn start_webhook(cp: &ControlPlane, extra: &[&str], env: &[(&str, &str)]) -> Webhook {
-    let certs = tempfile::Builder::new().prefix("pitrguard-certs-").tempdir().unwrap().keep();
+    let certs = cp.scratch("webhook-");
     let status = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
         .args(["certs", "--out", certs.to_str().unwrap(), "--hosts", "127.0.0.1,localhost"])
         .stdout(Stdio::null())
@@ -176,7 +250,7 @@ pub fn start_webhook(cp: &ControlPlane, extra: &[&str], env: &[(&str, &str)]) ->
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("start pitrguard serve");
-    after_exit(&format!("kill {} 2>/dev/null; rm -rf {}", child.id(), certs.display()));
+    cp.track(certs.file_name().unwrap().to_str().unwrap(), child.id());
     let hook = Webhook { port, admin_port, certs, child };
     wait_for(Duration::from_secs(60), "pitrguard /readyz", || http_get(admin_port, "/readyz").0 == 200);
     hook

@@ -28,7 +28,15 @@ ETCD=$(modver "$HERE/etcd/go.mod" go.etcd.io/etcd/server/v3)
 [[ -n $K8S && -n $ETCD ]] || die "cannot read versions from $HERE/{k8s,etcd}/go.mod"
 CACHE=${PITRGUARD_TESTCP_CACHE:-$HOME/.cache/pitrguard-testcp}
 K8S_BIN=$CACHE/$K8S ETCD_BIN=$CACHE/etcd-$ETCD
+assignments() { printf 'TESTCP_K8S_BIN=%q\nTESTCP_ETCD_BIN=%q\n' "$K8S_BIN" "$ETCD_BIN"; }
+# Cached (binaries are renamed into place whole): say nothing, every test binary calls this.
+if [[ -x $ETCD_BIN/etcd && -x $K8S_BIN/kube-apiserver && -x $K8S_BIN/kubectl ]]; then
+  assignments
+  exit 0
+fi
 mkdir -p "$CACHE"
+log "building the test control plane (etcd, kube-apiserver, kubectl) from the Go module proxy, once:"
+log "a cold build takes 10-18 min on 2 cores; the binaries are cached in $CACHE"
 exec 9>"$CACHE/.lock"; flock 9   # serialise concurrent builds on one machine
 
 # build NAME DESTDIR MODDIR PKG LDFLAGS: go build into a temp file, then rename (no half binaries)
@@ -37,9 +45,14 @@ build() {
   if [[ -x $dest/$name ]]; then log "$name present: $dest/$name"; return; fi
   log "building $name ($pkg) ..."
   mkdir -p "$dest"
+  # go build prints nothing for minutes: a line every 30 s says it is still working.
+  ( while sleep 30; do log "... still building $name ($((SECONDS - t0))s)"; done ) &
+  local beat=$!
+  local ok=0
   ( cd "$moddir" && go build -mod=readonly -buildvcs=false -trimpath \
-      -tags=selinux,notest,grpcnotrace -ldflags="$ldf" -o "$dest/.$name.tmp" "$pkg" ) ||
-    die "building $name failed (module $moddir)"
+      -tags=selinux,notest,grpcnotrace -ldflags="$ldf" -o "$dest/.$name.tmp" "$pkg" ) || ok=$?
+  kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true
+  ((ok == 0)) || die "building $name failed (module $moddir)"
   mv -f "$dest/.$name.tmp" "$dest/$name"
   log "built $name in $((SECONDS - t0))s -> $dest/$name"
 }
@@ -58,4 +71,4 @@ build kube-apiserver "$K8S_BIN"  "$HERE/k8s"  k8s.io/kubernetes/cmd/kube-apiserv
 build kubectl        "$K8S_BIN"  "$HERE/k8s"  k8s.io/kubernetes/cmd/kubectl "$KLDF"
 log "done in $((SECONDS - START))s"
 
-printf 'TESTCP_K8S_BIN=%q\nTESTCP_ETCD_BIN=%q\n' "$K8S_BIN" "$ETCD_BIN"
+assignments

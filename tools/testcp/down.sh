@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stop a control plane started by up.sh DIR and remove DIR. Safe to call twice.
-#   usage: tools/testcp/down.sh DIR        env: TESTCP_STOP_TIMEOUT (seconds per process, default 10)
+#   usage: tools/testcp/down.sh DIR        env: TESTCP_STOP_TIMEOUT (seconds per process, default 15)
+# Stops every process whose PID is in DIR/pids/*.pid (webhook servers and other helpers of the
+# tests), then DIR/apiserver.pid, then DIR/etcd.pid.
 set -euo pipefail
 
 [[ $# -eq 1 ]] || { echo "usage: $0 DIR" >&2; exit 2; }
@@ -19,7 +21,8 @@ stop() {
   [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] || return 0
   tr '\0' ' ' </proc/"$pid"/cmdline | grep -qF -- "$W/" || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < ${TESTCP_STOP_TIMEOUT:-10} * 10; i++)); do
+  # kube-apiserver's graceful stop is bounded by its --request-timeout (10 s, up.sh).
+  for ((i = 0; i < ${TESTCP_STOP_TIMEOUT:-15} * 10; i++)); do
     alive "$pid" || return 0
     sleep 0.1
   done
@@ -27,8 +30,8 @@ stop() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-# apiserver first, so it does not spin on a vanished etcd
-for f in apiserver.pid etcd.pid; do
-  [[ -r $W/$f ]] && stop "$(cat "$W/$f")"
+# clients first, then the apiserver, so it does not spin on a vanished etcd
+for f in "$W"/pids/*.pid "$W/apiserver.pid" "$W/etcd.pid"; do
+  [[ -r $f ]] && stop "$(cat "$f")"
 done
 rm -rf -- "$W"

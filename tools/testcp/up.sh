@@ -4,6 +4,9 @@
 #   usage: tools/testcp/up.sh DIR        (DIR must not exist or be empty; stop with down.sh DIR)
 #   then:  source DIR/env                (KUBECONFIG, TESTCP_API_URL, TESTCP_CA, TESTCP_CA_KEY,
 #                                         TESTCP_TOKEN, ETCD_PID, API_PID, TESTCP_KUBECTL, ...)
+#          Processes that belong to the control plane's life (a restarted kube-apiserver, a webhook
+#          server) are tracked by writing their PID to DIR/apiserver.pid or DIR/pids/NAME.pid:
+#          down.sh stops them all.
 #   env:   PITRGUARD_SHARED (default <repo>/../shared), PITRGUARD_TESTCP_CACHE (see build.sh),
 #          TESTCP_START_TIMEOUT (seconds, default 180)
 set -euo pipefail
@@ -80,7 +83,10 @@ log "etcd up on $ETCD_URL (pid $ETCD_PID)"
 
 # --endpoint-reconciler-type=none: 1.37's default (lease) reconciler refuses a loopback advertise
 # address ("may not be in the loopback range"); 'none' only skips the kubernetes Endpoints writes.
+# --request-timeout also bounds a graceful stop (ShutdownTimeout = RequestTimeout, 60 s by default:
+# long-running watches keep the server waiting that long); --shutdown-delay-duration=0s says so.
 setsid "$TESTCP_K8S_BIN/kube-apiserver" \
+  --request-timeout=10s --shutdown-delay-duration=0s \
   --etcd-servers="$ETCD_URL" \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
