@@ -5,7 +5,8 @@ use pitrguard::cli::{Cli, Command, serve, validate, windows};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The offline commands say what went wrong themselves, in one line; RUST_LOG still shows logs.
+    init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "off" });
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Windows(args) => windows::run(args),
@@ -26,10 +27,10 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; `PITRGUARD_LOG_FORMAT=json` for one JSON object per line,
-/// `RUST_LOG` for the level (default `info`).
-fn init_tracing() {
+/// `RUST_LOG` for the level (default `default_level`).
+fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

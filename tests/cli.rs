@@ -292,3 +292,37 @@ fn help_shows_the_paths_as_required() {
     ));
     pitrguard().args(["validate"]).assert().code(2).stderr(predicate::str::contains("<PATHS>..."));
 }
+
+#[test]
+fn live_against_an_unreachable_api_server_says_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: far, cluster: {{server: \"https://127.0.0.1:{port}\"}}}}]\n\
+             users: [{{name: u, user: {{token: x}}}}]\ncontexts: [{{name: far-ctx, context: {{cluster: far, user: u}}}}]\n\
+             current-context: far-ctx\n"
+        ),
+    )
+    .unwrap();
+    for args in [&["windows", "--live"][..], &["validate", "--live", PG][..]] {
+        let out = pitrguard().args(args).env("KUBECONFIG", &kubeconfig).env_remove("RUST_LOG").assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert_eq!(
+            stderr,
+            format!(
+                "pitrguard: --live: cannot list Backups from https://127.0.0.1:{port}/ (kubeconfig context \"far-ctx\"): \
+                 Connection refused (os error 111)\n"
+            ),
+            "{args:?}"
+        );
+    }
+    pitrguard()
+        .args(["windows", "--live"])
+        .env("KUBECONFIG", dir.path().join("missing"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with("pitrguard: --live: cannot read the kubeconfig KUBECONFIG="));
+}

@@ -85,15 +85,40 @@ pub fn inventory(
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let config = kube::Config::infer().await.map_err(|e| anyhow::anyhow!("--live: no usable kubeconfig: {e}"))?;
+        let config = kube::Config::infer().await.map_err(|e| match std::env::var("KUBECONFIG") {
+            Ok(path) => anyhow::anyhow!("--live: cannot read the kubeconfig KUBECONFIG={path}: {}", root_cause(&e)),
+            Err(_) => anyhow::anyhow!(
+                "--live: no kubeconfig (~/.kube/config, or set KUBECONFIG) and not inside a cluster: {}",
+                root_cause(&e)
+            ),
+        })?;
         let server = config.cluster_url.clone();
-        let client = kube::Client::try_from(config)?;
-        eprintln!("pitrguard: listing Backups, ActionSets and Clusters from {server} ...");
-        let index = crate::inventory::live::list_once(&client, namespace).await?;
+        // Which kubeconfig context, as kubectl users name their clusters.
+        let context = kube::config::Kubeconfig::read()
+            .ok()
+            .and_then(|k| k.current_context)
+            .map_or_else(|| "in-cluster config".to_string(), |c| format!("kubeconfig context \"{c}\""));
+        let client = kube::Client::try_from(config)
+            .map_err(|e| anyhow::anyhow!("--live: cannot use {server} ({context}): {}", root_cause(&e)))?;
+        let index = crate::inventory::live::list_once(&client, namespace).await.map_err(|e| {
+            anyhow::anyhow!("--live: cannot list Backups from {server} ({context}): {}", root_cause(e.as_ref()))
+        })?;
         let c = index.counts();
-        eprintln!("pitrguard: {} Backups, {} ActionSets, {} Clusters", c.backups, c.action_sets, c.clusters);
+        eprintln!(
+            "pitrguard: read {} Backups, {} ActionSets, {} Clusters from {server} ({context})",
+            c.backups, c.action_sets, c.clusters
+        );
         Ok(index)
     })
+}
+
+/// The innermost error of a chain: the one line a user can act on ("Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = e;
+    while let Some(next) = e.source() {
+        e = next;
+    }
+    e.to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

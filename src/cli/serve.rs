@@ -158,7 +158,21 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;
-    tracing::info!(listen = %listener.local_addr()?, admin = %admin_listener.local_addr()?, "pitrguard serving");
+    let (listen, admin_addr) = (listener.local_addr()?, admin_listener.local_addr()?);
+    tracing::info!(%listen, admin = %admin_addr, "pitrguard serving");
+    // The line to wait for: from here on, restores get verdicts (before it, "not ready, retry").
+    let ready_inventory = admin.inventory.clone();
+    tokio::spawn(async move {
+        while !ready_inventory.is_ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(
+            validate = %format!("https://{listen}/validate"),
+            mutate = %format!("https://{listen}/mutate"),
+            readyz = %format!("http://{admin_addr}/readyz"),
+            "ready"
+        );
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
