@@ -158,7 +158,11 @@ fn windows_live_prints_the_clusters_windows() {
     );
     assert!(stdout.contains("pg-full (ended 2024-05-07T10:20:03Z)"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pitrguard: 2 Backups,"), "progress on stderr: {stderr}");
+    let said = format!(
+        "pitrguard: read 2 Backups, 0 ActionSets, 0 Clusters from {}/ (kubeconfig context \"testcp\")\n",
+        cp.env["TESTCP_API_URL"]
+    );
+    assert_eq!(stderr, said, "one line on stderr: what was read, from where");
 }
 
 #[test]

@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -30,6 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod common;
+
+use common::process::{after_exit, free_port, wait_for};
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use serde_json::{Value, json};
@@ -170,22 +173,6 @@ impl Pg {
             std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs `script` once this test process has exited (also when it panicked or was killed).
-fn after_exit(script: &str) {
-    let me = std::process::id();
-    Command::new("setsid")
-        .args(["--fork", "sh", "-c", &format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {script}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the clean-up watchdog");
 }
 
 /// The watchdog's script: stop every server whose data directory is under `dir` (by the PID in
@@ -409,14 +396,6 @@ fn waldump(pg: &Pg, dir: &Path, first: &str, last: &str) -> Vec<Rec> {
         .collect();
     assert!(!recs.is_empty(), "pg_waldump {first}..{last} read nothing: {}", String::from_utf8_lossy(&out.stderr));
     recs
-}
-
-fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ok() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 // === Base backups ===

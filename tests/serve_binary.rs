@@ -13,11 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-const IN_FLIGHT: usize = 6;
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::process::{Stopped, free_port};
+
+const IN_FLIGHT: usize = 6;
 
 /// Starts `pitrguard serve` on the examples with dev certificates in `certs`; returns it with its
 /// webhook and admin ports.
@@ -252,28 +252,5 @@ fn a_body_over_3_mib_gets_a_readable_413_over_both_protocols() {
     // The same connection's server still answers good requests over both protocols.
     for protocol in ["--http2", "--http1.1"] {
         assert_eq!(curl_post(protocol, &ca, &url, &[], GOOD_REVIEW.as_ref()).1, 200, "{protocol}");
-    }
-}
-
-/// A child process that is killed (by its id) and reaped when the test ends, also when it fails.
-struct Stopped(std::process::Child);
-
-impl std::ops::Deref for Stopped {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Stopped {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -21,21 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use super::process::{after_exit, free_port, wait_for};
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `script` once this test process has exited.
-fn after_exit(script: &str) {
-    let me = std::process::id();
-    // `setsid --fork` detaches the watchdog and returns at once, so nothing is left to wait for.
-    Command::new("setsid")
-        .args(["--fork", "sh", "-c", &format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; {script}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the clean-up watchdog");
 }
 
 pub struct ControlPlane {
@@ -165,10 +154,6 @@ pub fn control_plane() -> &'static ControlPlane {
     })
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A unique namespace for one test (namespaces cannot be deleted without a controller-manager).
 pub fn namespace(cp: &ControlPlane, prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -283,14 +268,6 @@ pub fn register_webhooks(cp: &ControlPlane, hook: &Webhook) {
         let out = cp.kubectl(&["apply", "--dry-run=server", "-n", &ns, "-f", "-"], Some(&probe));
         String::from_utf8_lossy(&out.stderr).contains("denied the request")
     });
-}
-
-pub fn wait_for(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 pub fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {

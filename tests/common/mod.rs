@@ -79,3 +79,4 @@ pub fn review(operation: &str, object: Value, old_object: Value) -> Value {
     })
 }
 pub mod cluster;
+pub mod process;
