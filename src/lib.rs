@@ -15,4 +15,5 @@ pub mod crd;
 pub mod inventory;
 pub mod load;
 pub mod metrics;
+pub mod reconcile;
 pub mod server;

@@ -1,12 +1,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pitrguard::cli::{Cli, Command, serve, validate, windows};
+use pitrguard::cli::{Cli, Command, reconcile, serve, validate, windows};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The offline commands say what went wrong themselves, in one line; RUST_LOG still shows logs.
-    init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "off" });
+    init_tracing(if matches!(cli.command, Command::Serve(_) | Command::Reconcile(_)) { "info" } else { "off" });
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Windows(args) => windows::run(args),
@@ -16,6 +16,11 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(serve::run(args))),
+        Command::Reconcile(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(reconcile::run(args))),
     };
     match result {
         Ok(code) => ExitCode::from(code),

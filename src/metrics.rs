@@ -37,6 +37,19 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub mode: &'static str,
+    /// success, conflict (someone wrote first) or error.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub group: String,
+    pub phase: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -58,6 +71,23 @@ pub struct Metrics {
     pub watch_restarts: Counter,
     /// Denials confirmed against the API server before being sent (read-your-writes).
     pub fresh_reads: Family<ResultLabels, Counter>,
+    /// The reconciler: reconciles by mode and result.
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Restore OpsRequests in the reconciler's cache, by API group and phase.
+    pub reconcile_ops_by_phase: Family<PhaseLabels, Gauge>,
+    /// 1 while this replica holds the reconciler's lease.
+    pub reconcile_leader: Gauge,
+    /// Seconds from an OpsRequest's creation (admission) to its Cluster created (phase Running).
+    pub reconcile_seconds_to_cluster: Histogram,
+    /// Seconds from an OpsRequest's creation (admission) to Succeed.
+    pub reconcile_seconds_to_succeed: Histogram,
+    /// observe: what was reported, by what.
+    pub reconcile_observed: Family<ResultLabels, Counter>,
+}
+
+fn restore_histogram() -> Histogram {
+    // 50ms .. ~27min
+    Histogram::new(exponential_buckets(0.05, 2.0, 16))
 }
 
 impl Metrics {
@@ -73,6 +103,12 @@ impl Metrics {
             inventory_staleness: Gauge::default(),
             watch_restarts: Counter::default(),
             fresh_reads: Family::default(),
+            reconciles: Family::default(),
+            reconcile_ops_by_phase: Family::default(),
+            reconcile_leader: Gauge::default(),
+            reconcile_seconds_to_cluster: restore_histogram(),
+            reconcile_seconds_to_succeed: restore_histogram(),
+            reconcile_observed: Family::default(),
         }
     }
 
@@ -111,6 +147,32 @@ impl Metrics {
             "fresh_reads",
             "Denials re-checked against the API server before being sent, by outcome",
             self.fresh_reads.clone(),
+        );
+        r.register("reconciles", "Reconciles of Restore OpsRequests, by mode and result", self.reconciles.clone());
+        r.register(
+            "reconcile_opsrequests",
+            "Restore OpsRequests seen by the reconciler, by API group and phase",
+            self.reconcile_ops_by_phase.clone(),
+        );
+        r.register(
+            "reconcile_leader",
+            "1 while this replica holds the reconciler's lease",
+            self.reconcile_leader.clone(),
+        );
+        r.register(
+            "reconcile_seconds_to_cluster_created",
+            "Seconds from an OpsRequest's creation to the creation of its Cluster (perform)",
+            self.reconcile_seconds_to_cluster.clone(),
+        );
+        r.register(
+            "reconcile_seconds_to_succeed",
+            "Seconds from an OpsRequest's creation to phase Succeed (perform)",
+            self.reconcile_seconds_to_succeed.clone(),
+        );
+        r.register(
+            "reconcile_observed",
+            "observe: restores reported as started, failed, timed_out or succeeded",
+            self.reconcile_observed.clone(),
         );
         r
     }

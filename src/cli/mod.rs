@@ -1,6 +1,7 @@
-//! The command line: `pitrguard validate | windows | serve | certs`.
+//! The command line: `pitrguard validate | windows | serve | reconcile | certs`.
 //! Every flag can also be set as `PITRGUARD_<FLAG>`.
 
+pub mod reconcile;
 pub mod serve;
 pub mod validate;
 pub mod windows;
@@ -32,6 +33,8 @@ pub enum Command {
     Windows(windows::Args),
     /// Run the validating and mutating admission webhook (HTTPS) and the admin port (HTTP).
     Serve(serve::Args),
+    /// Run the bundled reconciler alone: observe restores, or perform them (KubeBlocks 1.0/1.1), with leader election.
+    Reconcile(reconcile::Args),
     /// Make a development CA and serving certificate for the webhook.
     Certs(crate::certs::CertsArgs),
 }

@@ -56,6 +56,14 @@ pub struct Args {
     #[arg(long, default_value = ".pitrguard/dev-certs", env = "PITRGUARD_DEV_CERTS_DIR")]
     pub dev_certs_dir: PathBuf,
 
+    /// The bundled reconciler in this process: off, observe (Events and metrics only) or perform (run Restore
+    /// OpsRequests; KubeBlocks 1.0/1.1 with controllers.operations.enabled=false).
+    #[arg(long, value_enum, default_value = "off", env = "PITRGUARD_RECONCILE")]
+    pub reconcile: crate::reconcile::Mode,
+
+    #[command(flatten)]
+    pub reconciler: super::reconcile::ReconcileArgs,
+
     /// How long in-flight requests may take to finish after SIGTERM (seconds).
     #[arg(long, default_value_t = 20, value_name = "SECONDS", env = "PITRGUARD_DRAIN_TIMEOUT")]
     pub drain_timeout: u64,
@@ -93,7 +101,7 @@ impl CertificateStatus for ReloadingTls {
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -111,7 +119,7 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-fn waiter(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn waiter(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
     async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -120,6 +128,17 @@ fn waiter(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'stat
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let metrics = Arc::new(Metrics::new());
+    // The reconciler's checks come first: `perform` where it cannot perform refuses to start.
+    let reconciler = if args.reconcile == crate::reconcile::Mode::Off {
+        None
+    } else {
+        let config = args.reconciler.config(args.reconcile, args.policy.policy())?;
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("--reconcile needs an in-cluster config or a kubeconfig: {e}"))?;
+        let flavour = crate::reconcile::preflight(&client, args.reconcile).await?;
+        Some((client, flavour, config))
+    };
     let (inventory, watch, fresh) = if args.inventory.is_empty() {
         // kube's error repeats its causes in its message, so only that message is shown.
         let client = kube::Client::try_default().await.map_err(|e| {
@@ -149,6 +168,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let tls = ReloadingTls::load(args.tls_files()?)?;
     let _watcher = tls.spawn_watcher();
 
+    let app_metrics = metrics.clone();
     let app =
         App { inventory: inventory.clone(), policy: Arc::new(args.policy.policy()), metrics: metrics.clone(), fresh };
     let registry = Arc::new(metrics.registry());
@@ -184,6 +204,15 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         tracing::warn!("second signal: exiting without draining");
         std::process::exit(130);
     });
+
+    if let Some((client, flavour, config)) = reconciler {
+        let (metrics, stop) = (app_metrics.clone(), waiter(&stop_rx));
+        tokio::spawn(async move {
+            if let Err(error) = crate::reconcile::run(client, flavour, config, metrics, || {}, stop).await {
+                tracing::error!(error = %format!("{error:#}"), "reconciler stopped");
+            }
+        });
+    }
 
     let limits = Limits { drain_timeout: Duration::from_secs(args.drain_timeout), ..Limits::default() };
     let webhook = serve_tls(listener, tls, webhook::router(app), limits, waiter(&stop_rx));
