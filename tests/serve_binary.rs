@@ -137,18 +137,20 @@ async fn sigterm_answers_every_in_flight_request_then_exits() {
     assert_eq!(exited.map(|s| s.code()), Some(Some(0)), "pitrguard exits 0 after draining");
 }
 
-/// One curl POST of the file `body` over `protocol` (`--http2` or `--http1.1`): (curl's exit code,
-/// HTTP status, response body).
+/// One curl POST of the file `body` as `content_type` over `protocol` (`--http2` or `--http1.1`):
+/// (curl's exit code, HTTP status, response body).
 fn curl_post(
     protocol: &str,
     ca: &std::path::Path,
     url: &str,
+    content_type: &str,
     extra: &[&str],
     body: &std::path::Path,
 ) -> (i32, u16, String) {
     let out = Command::new("curl")
         .args(["-sS", protocol, "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
         .args(["--cacert", ca.to_str().unwrap()])
+        .args(["-H", &format!("Content-Type: {content_type}")])
         .args(extra)
         .arg("--data-binary")
         .arg(format!("@{}", body.display()))
@@ -163,13 +165,15 @@ fn curl_post(
 
 const GOOD_REVIEW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json");
 
-/// Waits until the server at `url` answers a good review (its dev certificates appear first).
-fn wait_until_serving(ca: &std::path::Path, url: &str) {
-    let ready = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        ca.exists() && curl_post("--http1.1", ca, url, &[], GOOD_REVIEW.as_ref()).1 == 200
+/// Waits until `server` at `url` answers a good review (its dev certificates appear first); fails
+/// at once if it exits.
+fn wait_until_serving(server: &mut Stopped, ca: &std::path::Path, url: &str) {
+    common::process::wait_for(Duration::from_secs(60), "pitrguard serve to answer", || {
+        if let Some(status) = server.try_wait().unwrap() {
+            panic!("pitrguard serve exited before answering: {status}");
+        }
+        ca.exists() && curl_post("--http1.1", ca, url, "application/json", &[], GOOD_REVIEW.as_ref()).1 == 200
     });
-    assert!(ready, "pitrguard did not come up");
 }
 
 /// Bad input over real TLS to the real binary: each gets a 4xx with a JSON error, and the
@@ -180,13 +184,12 @@ fn hostile_input_gets_4xx_and_the_server_stays_up() {
     let (mut child, port, _admin) = serve_examples(dir.path(), &[]);
     let ca = dir.path().join("ca.crt");
     let url = format!("https://127.0.0.1:{port}/validate");
+    wait_until_serving(&mut child, &ca, &url);
     let post = |content_type: &str, body: &std::path::Path| -> (u16, String) {
-        let (_, status, body) =
-            curl_post("--http1.1", &ca, &url, &["-H", &format!("Content-Type: {content_type}")], body);
+        let (_, status, body) = curl_post("--http1.1", &ca, &url, content_type, &[], body);
         (status, body)
     };
     let good = std::path::PathBuf::from(GOOD_REVIEW);
-    wait_until_serving(&ca, &url);
 
     let write = |name: &str, bytes: Vec<u8>| {
         let p = dir.path().join(name);
@@ -229,18 +232,16 @@ fn hostile_input_gets_4xx_and_the_server_stays_up() {
 #[test]
 fn a_body_over_3_mib_gets_a_readable_413_over_both_protocols() {
     let dir = tempfile::tempdir().unwrap();
-    let (_child, port, _admin) = serve_examples(dir.path(), &[]);
+    let (mut child, port, _admin) = serve_examples(dir.path(), &[]);
     let ca = dir.path().join("ca.crt");
     let url = format!("https://127.0.0.1:{port}/validate");
-    wait_until_serving(&ca, &url);
+    wait_until_serving(&mut child, &ca, &url);
     for mib in [4, 12] {
         let big = dir.path().join(format!("{mib}mib.json"));
         std::fs::write(&big, vec![b' '; mib * 1024 * 1024]).unwrap();
         for (protocol, extra) in [("--http2", &[][..]), ("--http1.1", &["-H", "Expect:"][..]), ("--http1.1", &[][..])] {
             for attempt in 0..3 {
-                let mut args = vec!["-H", "Content-Type: application/json"];
-                args.extend_from_slice(extra);
-                let (exit, status, body) = curl_post(protocol, &ca, &url, &args, &big);
+                let (exit, status, body) = curl_post(protocol, &ca, &url, "application/json", extra, &big);
                 let what = format!("{mib} MiB over {protocol} {extra:?}, try {attempt}");
                 assert_eq!((exit, status), (0, 413), "{what}: {body}");
                 let json: serde_json::Value =
@@ -249,8 +250,9 @@ fn a_body_over_3_mib_gets_a_readable_413_over_both_protocols() {
             }
         }
     }
-    // The same connection's server still answers good requests over both protocols.
+    // The server still answers good requests over both protocols.
     for protocol in ["--http2", "--http1.1"] {
-        assert_eq!(curl_post(protocol, &ca, &url, &[], GOOD_REVIEW.as_ref()).1, 200, "{protocol}");
+        let (_, status, body) = curl_post(protocol, &ca, &url, "application/json", &[], GOOD_REVIEW.as_ref());
+        assert_eq!(status, 200, "{protocol}: {body}");
     }
 }

@@ -57,15 +57,6 @@ pub struct Window {
     pub base_required: bool,
 }
 
-impl Window {
-    /// Whether a restore to `t` (an instant, fraction and all) would pass R10, R11 and R13.
-    pub fn contains(&self, t: DateTime<Utc>) -> bool {
-        let Some((a, b)) = self.restorable else { return false };
-        let second = t.trunc_subsecs(0);
-        a <= t && t <= b && !self.excluded.iter().any(|e| e.end == second)
-    }
-}
-
 /// `baseRequired(S)`: false only when S's ActionSet says `baseBackupRequired: false`.
 pub fn base_required(s: &BackupFacts, inv: &dyn Inventory) -> bool {
     s.action_set.as_deref().and_then(|name| inv.action_set(name)).is_none_or(|a| a.base_backup_required)
