@@ -53,6 +53,7 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action,
                 format!("wait for the controller to process the OpsRequest: {name} in Cluster: {cluster}"),
             );
             write(&ctx, &ops, Transition { phase: Some("Pending"), conditions: vec![c], ..Default::default() }).await?;
+            checkpoint("pending").await;
             Ok(Action::await_change())
         }
         "Pending" => {
@@ -75,11 +76,23 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action,
                 fields: [("startTimestamp", json!(super::ops::now()))].into(),
             };
             write(&ctx, &ops, t).await?;
+            checkpoint("creating").await;
             Ok(Action::await_change())
         }
         "Creating" => creating(&ctx, &ops).await,
         "Running" => running(&ctx, &ops).await,
         _ => Ok(Action::await_change()),
+    }
+}
+
+/// A test hook for crash safety: with `PITRGUARD_TEST_FREEZE_AFTER=<step>` the reconcile stops
+/// for good right after that step's write, so a test can SIGKILL the process exactly there.
+/// Steps: claim, pending, creating, cluster (created, OpsRequest not yet labelled), labelled, running.
+async fn checkpoint(step: &str) {
+    static FREEZE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if FREEZE.get_or_init(|| std::env::var("PITRGUARD_TEST_FREEZE_AFTER").ok()).as_deref() == Some(step) {
+        tracing::warn!(step, "frozen after this step (PITRGUARD_TEST_FREEZE_AFTER)");
+        std::future::pending::<()>().await;
     }
 }
 
@@ -89,6 +102,7 @@ async fn claim(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
         "annotations": {ANNOTATION_CLAIMED_BY: ctx.identity}}});
     ctx.ops_api(ops.namespace()).patch(ops.name(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     tracing::info!(namespace = ops.namespace(), name = ops.name(), "claimed");
+    checkpoint("claim").await;
     Ok(Action::await_change())
 }
 
@@ -186,6 +200,7 @@ async fn creating(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
             match Api::namespaced_with(ctx.client.clone(), ns, &ar).create(&PostParams::default(), &obj).await {
                 Ok(created) => {
                     tracing::info!(namespace = ns, cluster = name, ops = ops.name(), "Cluster created");
+                    checkpoint("cluster").await;
                     created
                 }
                 // Someone created it meanwhile (ours from a previous leader, or foreign): decide on a fresh read.
@@ -205,6 +220,7 @@ async fn creating(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
         "labels": {LABEL_INSTANCE: name, ops_type_label(&ctx.ops_resource.group): "Restore"},
         "ownerReferences": owners}});
     let labelled = ctx.ops_api(ns).patch(ops.name(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    checkpoint("labelled").await;
     let n = cluster::components_pending(&serde_json::to_value(&cluster).unwrap_or(Value::Null)).unwrap_or(1).max(1);
     let t = Transition {
         phase: Some("Running"),
@@ -216,6 +232,7 @@ async fn creating(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
         .into(),
     };
     write(ctx, &Ops::new(&labelled), t).await?;
+    checkpoint("running").await;
     Ok(Action::await_change())
 }
 
