@@ -411,6 +411,12 @@ fn perform_aborts_on_timeout_in_creating_and_in_running() {
         .replace("backupName: pg-wal", "backupName: bad-wal");
     apply_ok(cp, &ns, &creating);
     apply_ok(cp, &ns, &restore_ops(common::cluster::OPERATIONS, &ns, "slow", "pg-slow", Some(5)));
+    // Why it is stuck, as upstream says it: a Warning Event DoActionFailed with the API server's answer.
+    wait_for(LIMIT, "DoActionFailed", || {
+        events(cp, &ns, "stuck")
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "DoActionFailed" && n.contains("terminationPolicy"))
+    });
     let stuck = wait_phase(cp, &ns, "stuck", "Aborted");
     assert!(condition(&stuck, "Aborted")["message"].as_str().unwrap().contains("in phase Creating"), "{stuck}");
     assert!(stuck["status"]["completionTimestamp"].is_string());
@@ -519,6 +525,44 @@ fn two_replicas_only_the_leader_writes_and_a_killed_leader_hands_over() {
     eprintln!("HANDOVER leader SIGKILLed -> Succeed by the new leader: {} ms", handover.as_millis());
 }
 
+#[test]
+fn a_lost_lease_stops_work_at_once_and_it_resumes_when_the_lease_is_back() {
+    let (cp, ns) = story("rec-lost");
+    let r = Reconciler::start(cp, &ns, "perform", "holder", &[]);
+    wait_for(LIMIT, "the lease", || r.leading());
+    // Another holder takes the Lease and keeps renewing it, as a new leader would.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let intruder = {
+        let (stop, ns) = (stop.clone(), ns.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+                let patch = json!({"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 4, "renewTime": now.to_string()}});
+                cp.kubectl_ok(
+                    &["patch", "lease", "pitrguard-reconciler", "-n", &ns, "--type=merge", "-p", &patch.to_string()],
+                    None,
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    wait_for(LIMIT, "the reconciler to see the lease lost", || !r.leading());
+    assert!(r.logged("reconciler: lost the lease; stopped at once"));
+    apply_ok(cp, &ns, &restore_ops(common::cluster::OPERATIONS, &ns, "waiting", "pg-waiting", None));
+    std::thread::sleep(Duration::from_secs(3));
+    let ops = get(cp, &ns, OPS, "waiting");
+    assert!(
+        ops["metadata"]["annotations"].get("pitrguard.io/claimed-by").is_none(),
+        "no work without the lease: {ops}"
+    );
+    assert_eq!(phase(cp, &ns, "waiting"), "");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    intruder.join().unwrap();
+    // The intruder's lease runs out; the reconciler takes it back and does the work.
+    wait_phase(cp, &ns, "waiting", "Running");
+    assert!(r.leading());
+}
+
 // === observe ===
 
 #[test]
@@ -567,6 +611,25 @@ fn observe_reports_a_09_restore_as_events_and_writes_nothing() {
 fn pitrguard_now() -> String {
     let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn serve_reconciles_too_one_deployment_for_the_webhook_and_the_reconciler() {
+    let (cp, ns) = story("rec-serve");
+    let selector = format!("pitrguard.io/test={ns}");
+    let hook = start_webhook(
+        cp,
+        &["--reconcile", "perform", "--reconcile-selector", &selector, "--lease-namespace", &ns],
+        &[("PITRGUARD_LEASE_DURATION", "4"), ("PITRGUARD_LEASE_GRACE", "1")],
+    );
+    wait_for(LIMIT, "the lease", || hook.metrics().lines().any(|l| l == "pitrguard_reconcile_leader 1"));
+    apply_ok(cp, &ns, &restore_ops(common::cluster::OPERATIONS, &ns, "served", "pg-served", None));
+    wait_phase(cp, &ns, "served", "Running");
+    set_cluster_phase(cp, &ns, "pg-served", "Running");
+    wait_phase(cp, &ns, "served", "Succeed");
+    let m = hook.metrics();
+    assert!(m.contains("pitrguard_reconcile_seconds_to_succeed_count 1"), "{m}");
+    assert!(m.contains(r#"pitrguard_reconciles_total{mode="perform",result="success"}"#), "{m}");
 }
 
 #[test]

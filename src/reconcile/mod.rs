@@ -64,6 +64,7 @@ pub struct Config {
 
 /// What every reconcile shares.
 pub struct Ctx {
+    pub mode: Mode,
     pub client: Client,
     pub flavour: Flavour,
     pub ops_resource: ApiResource,
@@ -184,6 +185,7 @@ async fn controller(
         );
     let reporter = Reporter { controller: "pitrguard".into(), instance: Some(identity.clone()) };
     let ctx = Arc::new(Ctx {
+        mode: config.mode,
         recorder: Recorder::new(client.clone(), reporter),
         client,
         flavour,
@@ -226,12 +228,18 @@ async fn controller(
         .await;
 }
 
-fn error_policy(ops: Arc<DynamicObject>, error: &Error, _ctx: Arc<Ctx>) -> Action {
+fn error_policy(ops: Arc<DynamicObject>, error: &Error, ctx: Arc<Ctx>) -> Action {
     if error.is_conflict() {
         // Someone wrote first: read again at once.
         return Action::requeue(Duration::from_millis(200));
     }
     tracing::warn!(namespace = ops.namespace().unwrap_or_default(), name = ops.name_any(), %error, "reconcile failed; retrying");
+    // As upstream: a retryable error is a Warning Event DoActionFailed, and the OpsRequest stays where it is.
+    let ops = ops::Ops::new(&ops);
+    if ctx.mode == Mode::Perform && ops.annotation(ops::ANNOTATION_CLAIMED_BY).is_some() && !ops.is_terminal() {
+        let note = error.to_string();
+        tokio::spawn(async move { ops::event(&ctx, &ops, true, "DoActionFailed", &note).await });
+    }
     Action::requeue(Duration::from_secs(5))
 }
 
