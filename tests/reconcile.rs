@@ -336,9 +336,13 @@ fn perform_happy_path_from_kubectl_apply_to_succeed() {
     assert_eq!((&s["status"], &s["reason"]), (&json!("True"), &json!("OpsRequestProcessedSuccessfully")));
     assert!(ops["status"]["completionTimestamp"].is_string());
     assert_eq!(ops["status"]["progress"], "1/1");
-    for reason in
-        ["WaitForProgressing", "ValidateOpsRequestPassed", "RestoreStarted", "OpsRequestProcessedSuccessfully"]
-    {
+    for reason in [
+        "WaitForProgressing",
+        "ValidateOpsRequestPassed",
+        "RestoreStarted",
+        "ClusterCreated",
+        "OpsRequestProcessedSuccessfully",
+    ] {
         wait_for(LIMIT, &format!("Event {reason}"), || has_event(cp, &ns, "restore-1", "Normal", reason));
     }
     assert_eq!(clusters(cp, &ns).len(), 1);

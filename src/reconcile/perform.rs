@@ -231,7 +231,10 @@ async fn creating(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
         ]
         .into(),
     };
-    write(ctx, &Ops::new(&labelled), t).await?;
+    let running = write(ctx, &Ops::new(&labelled), t).await?;
+    // Running has no condition of its own upstream; its Event says what the OpsRequest now waits for.
+    let note = format!("Cluster {name} created from backup {}; waiting for it to be Running", ops.backup_name());
+    super::ops::event(ctx, &running, false, "ClusterCreated", &note).await;
     checkpoint("running").await;
     Ok(Action::await_change())
 }
@@ -272,6 +275,11 @@ async fn running(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
         write(ctx, ops, t).await?;
         return Ok(Action::await_change());
     };
+    if !is_ours(&cluster, ops) {
+        let msg = format!("restore failed: Cluster \"{name}\" was replaced by one this OpsRequest did not create");
+        write(ctx, ops, fail_with(msg)).await?;
+        return Ok(Action::await_change());
+    }
     if cluster.metadata.deletion_timestamp.is_some() {
         write(ctx, ops, fail_with(format!("restore failed: Cluster \"{name}\" is being deleted"))).await?;
         return Ok(Action::await_change());
