@@ -200,13 +200,25 @@ pub async fn event(ctx: &Ctx, ops: &Ops, warning: bool, reason: &str, note: &str
     let e = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),
-        note: Some(note.chars().take(1024).collect()),
+        note: Some(truncate(note, 1024).to_string()),
         action: "Restore".into(),
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&e, &ops.reference()).await {
         tracing::warn!(%error, reason, "cannot publish an Event");
     }
+}
+
+/// At most `max` bytes, cut at a character boundary (an Event's note is limited to 1 kB).
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn observe_latency(ctx: &Ctx, ops: &Ops, phase: &str) {
@@ -236,5 +248,19 @@ pub fn count_phases(ctx: &Ctx) {
             .reconcile_ops_by_phase
             .get_or_create(&crate::metrics::PhaseLabels { group: group.clone(), phase })
             .set(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn notes_are_cut_to_1kb_at_a_character_boundary() {
+        assert_eq!(truncate("abc", 1024), "abc");
+        let long = "é".repeat(600);
+        let cut = truncate(&long, 1024);
+        assert_eq!(cut.len(), 1024);
+        assert_eq!(truncate("aé", 2), "a");
     }
 }
