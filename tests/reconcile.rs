@@ -257,6 +257,7 @@ fn perform_happy_path_from_kubectl_apply_to_succeed() {
             .spawn()
             .unwrap(),
     );
+    cp.track(&format!("kubectl-watch-{ns}"), watch.id());
     let stdout = watch.stdout.take().unwrap();
     let phases = std::thread::spawn(move || {
         use std::io::BufRead;
