@@ -827,7 +827,7 @@ const MODES: [&str; 2] = ["strict", "inclusive"];
 #[test]
 fn pitrguard_verdicts_match_real_postgresql_recoveries() {
     let began = Instant::now();
-    let tmp = tempfile::Builder::new().prefix("pitrguard-gt-").tempdir_in("/tmp").unwrap();
+    let tmp = tempfile::Builder::new().prefix("pitrguard-gt-").tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     after_exit(&cleanup_script(&root));
     let pg = Pg { bin: find_bin(), ids: postgres_ids(), home: root.clone() };
