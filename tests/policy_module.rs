@@ -79,9 +79,14 @@ fn python() -> PathBuf {
 
 /// Runs the Python host on a plan; returns its report.
 fn run_host(module: &Path, inventory: &[Value], calls: &[Value]) -> Value {
+    run_failing_host(module, inventory, calls, &[])
+}
+
+/// The same, with host operations that fail as if the API server were unreachable.
+fn run_failing_host(module: &Path, inventory: &[Value], calls: &[Value], failing: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
-    let body = json!({"module": module, "inventory": inventory, "calls": calls});
+    let body = json!({"module": module, "inventory": inventory, "calls": calls, "failing": failing});
     std::fs::write(&plan, serde_json::to_vec(&body).unwrap()).unwrap();
     let out = Command::new(python())
         .arg(Path::new(ROOT).join("tests/policy_module/wapc_host.py"))
@@ -288,5 +293,25 @@ fn what_is_not_judged_passes_untouched_without_host_calls() {
         assert_eq!(r["response"]["accepted"], json!(true), "{op}: {r}");
         assert!(r["response"]["mutated_object"].is_null() && r["response"]["warnings"].is_null(), "{op}: {r}");
         assert_eq!(r["host_calls"], json!([]), "{op}: asked the host for nothing it needs");
+    }
+}
+
+/// A host that cannot read the inventory (other than "not found") gets the
+/// restore refused with what failed, never judged on a partial inventory.
+#[test]
+fn a_failing_host_call_refuses_the_restore_and_says_why() {
+    let module = module();
+    let (inventory, ops) = examples();
+    let restore = ops.iter().find(|o| o["metadata"]["name"] == "pg-restore-kbcli").expect("the kbcli example");
+    let calls = [json!({"op": "validate", "payload": review("CREATE", restore, None, &json!({}))})];
+    for (failing, says) in [
+        ("get_resource", "cannot read Cluster \"demo/pg-cluster-kbcli\""),
+        ("list_resources_by_namespace", "cannot list Backups in \"demo\""),
+    ] {
+        let report = run_failing_host(&module, &inventory, &calls, &[failing]);
+        let r = &report["results"][0];
+        assert_eq!(r["response"]["accepted"], json!(false), "{failing} failing: {r}");
+        let message = r["response"]["message"].as_str().unwrap();
+        assert!(message.contains(says) && message.contains("Connection refused"), "{failing} failing: {message}");
     }
 }

@@ -8,7 +8,8 @@ list_resources_by_namespace) from an inventory of Kubernetes objects, the way
 Kubewarden's policy server answers them from the API server.
 
 Usage: wapc_host.py PLAN.json  (PLAN: {"module", "inventory": [obj], "calls":
-[{"op", "payload"}]}). Prints one JSON array: per call {"ok", "response",
+[{"op", "payload"}], "failing": [host operations that fail as if the API server
+were unreachable]}). Prints one JSON array: per call {"ok", "response",
 "error", "host_calls", "micros"}. Driven by tests/policy_module.rs.
 """
 
@@ -25,8 +26,10 @@ I32 = ValType.i32()
 class Inventory:
     """Objects by (kind, namespace, name); selectors as the API server applies them."""
 
-    def __init__(self, objects):
+    def __init__(self, objects, failing=()):
         self.objects = objects
+        # Operations that fail as an unreachable API server would (not a 404).
+        self.failing = set(failing)
 
     def _matches(self, obj, api_version, kind, namespace):
         meta = obj.get("metadata", {})
@@ -148,6 +151,8 @@ class WapcHost:
         try:
             if (binding, namespace) != ("kubewarden", "kubernetes"):
                 raise HostError(f"unknown capability {binding}/{namespace}/{operation}")
+            if operation in self.inventory.failing:
+                raise HostError("HyperError: error trying to connect: tcp connect error: Connection refused (os error 111)")
             if operation == "get_resource":
                 answer = self.inventory.get(request)
             elif operation == "list_resources_by_namespace":
@@ -174,7 +179,7 @@ class WapcHost:
 def main():
     with open(sys.argv[1]) as f:
         plan = json.load(f)
-    host = WapcHost(plan["module"], Inventory(plan["inventory"]))
+    host = WapcHost(plan["module"], Inventory(plan["inventory"], plan.get("failing", [])))
     results = [host.call(c["op"], c["payload"]) for c in plan["calls"]]
     json.dump(
         {
