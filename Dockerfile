@@ -5,8 +5,10 @@
 FROM rust:1.95-bookworm AS build
 RUN rustup target add x86_64-unknown-linux-musl && apt-get update && apt-get install -y --no-install-recommends musl-tools && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, so that a source change does not rebuild them.
+# Dependencies first, so that a source change does not rebuild them. The workspace's
+# member crates (the pure core) come with the manifests: cargo needs them to resolve.
 COPY Cargo.toml Cargo.lock ./
+COPY crates crates
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs && echo 'fn main() {}' > benches/decision.rs \
     && echo 'fn main() {}' > benches/webhook_load.rs \
     && cargo build --release --locked --target x86_64-unknown-linux-musl || true

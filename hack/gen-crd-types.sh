@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates src/crd/*.rs from the real KubeBlocks CRDs in ../shared/kubeblocks/crds/:
+# Regenerates crates/pitrguard-core/src/crd/*.rs from the real KubeBlocks CRDs in ../shared/kubeblocks/crds/:
 # each CRD is projected onto the fields pitrguard reads (hack/crd_projection.py),
 # then kopium writes the Rust types. Needs python3 with PyYAML and
 # `cargo install kopium --version 0.24.1 --locked`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 crds=${PITRGUARD_SHARED:-../shared}/kubeblocks/crds
-out=src/crd
+out=crates/pitrguard-core/src/crd
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

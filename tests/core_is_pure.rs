@@ -1,6 +1,6 @@
-//! The core must stay free of I/O, clocks and async runtimes, so that it can
-//! become a WebAssembly policy module and so that admission, the CLI and the
-//! reconciler share it without side effects.
+//! The core must stay free of I/O, clocks and async runtimes, so that it
+//! builds as a WebAssembly policy module (crates/pitrguard-policy) and so that
+//! admission, the CLI and the reconciler share it without side effects.
 
 use std::path::Path;
 
@@ -21,7 +21,7 @@ const FORBIDDEN: [&str; 12] = [
 
 #[test]
 fn core_uses_no_io_no_clock_no_runtime() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let dir = core_crate().join("src/core");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -35,4 +35,27 @@ fn core_uses_no_io_no_clock_no_runtime() {
         checked += 1;
     }
     assert!(checked >= 8, "found only {checked} core files");
+}
+
+fn core_crate() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/pitrguard-core")
+}
+
+/// The crate's own dependencies must build for wasm32: no async runtime, no
+/// HTTP or kube client, no clock feature.
+#[test]
+fn core_crate_depends_on_nothing_that_does_io() {
+    let manifest = std::fs::read_to_string(core_crate().join("Cargo.toml")).unwrap();
+    let deps = manifest.split("[dependencies]").nth(1).expect("a [dependencies] table");
+    let deps = deps.split("\n[").next().unwrap();
+    for line in deps.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for word in ["tokio", "hyper", "reqwest", "axum", "\"client\"", "\"runtime\"", "\"clock\"", "notify", "rustls"]
+        {
+            assert!(
+                !line.contains(word),
+                "crates/pitrguard-core/Cargo.toml: the core must not depend on {word}: {line}"
+            );
+        }
+    }
+    assert!(deps.contains("default-features = false, features = [\"derive\"]"), "kube is for the CRD derive only");
 }
