@@ -176,15 +176,22 @@ fn wait_until_serving(server: &mut Stopped, ca: &std::path::Path, url: &str) {
     });
 }
 
-/// Bad input over real TLS to the real binary: each gets a 4xx with a JSON error, and the
-/// server keeps answering good requests.
-#[test]
-fn hostile_input_gets_4xx_and_the_server_stays_up() {
+/// `pitrguard serve` on the examples, answering: its temp dir (dev certificates), the process,
+/// the CA file and the `/validate` URL.
+fn serving_examples() -> (tempfile::TempDir, Stopped, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, port, _admin) = serve_examples(dir.path(), &[]);
     let ca = dir.path().join("ca.crt");
     let url = format!("https://127.0.0.1:{port}/validate");
     wait_until_serving(&mut child, &ca, &url);
+    (dir, child, ca, url)
+}
+
+/// Bad input over real TLS to the real binary: each gets a 4xx with a JSON error, and the
+/// server keeps answering good requests.
+#[test]
+fn hostile_input_gets_4xx_and_the_server_stays_up() {
+    let (dir, mut child, ca, url) = serving_examples();
     let post = |content_type: &str, body: &std::path::Path| -> (u16, String) {
         let (_, status, body) = curl_post("--http1.1", &ca, &url, content_type, &[], body);
         (status, body)
@@ -231,11 +238,7 @@ fn hostile_input_gets_4xx_and_the_server_stays_up() {
 /// it all at once (no `Expect: 100-continue`): the server drains it before answering.
 #[test]
 fn a_body_over_3_mib_gets_a_readable_413_over_both_protocols() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, port, _admin) = serve_examples(dir.path(), &[]);
-    let ca = dir.path().join("ca.crt");
-    let url = format!("https://127.0.0.1:{port}/validate");
-    wait_until_serving(&mut child, &ca, &url);
+    let (dir, _child, ca, url) = serving_examples();
     for mib in [4, 12] {
         let big = dir.path().join(format!("{mib}mib.json"));
         std::fs::write(&big, vec![b' '; mib * 1024 * 1024]).unwrap();
