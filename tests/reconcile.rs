@@ -46,25 +46,15 @@ struct Reconciler {
 impl Reconciler {
     fn start(cp: &ControlPlane, ns: &str, mode: &str, identity: &str, env: &[(&str, &str)]) -> Reconciler {
         let dir = cp.scratch("reconciler-");
-        let log = dir.join("pitrguard.log");
         let admin_port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitrguard"));
-        cmd.args(["reconcile", "--mode", mode, "--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .args(["--reconcile-selector", &format!("pitrguard.io/test={ns}")])
-            .args(["--lease-namespace", ns, "--lease-identity", identity])
-            .args(["--lease-duration", "4", "--lease-grace", "1"])
-            .env("KUBECONFIG", cp.kubeconfig())
-            .env("RUST_LOG", "info")
-            .env("PITRGUARD_LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start pitrguard reconcile");
-        cp.track(dir.file_name().unwrap().to_str().unwrap(), child.id());
-        let r = Reconciler { child: Stopped(child), admin_port, log, identity: identity.into() };
+        let (admin, selector) = (format!("127.0.0.1:{admin_port}"), format!("pitrguard.io/test={ns}"));
+        let args = ["reconcile", "--mode", mode, "--admin-listen", &admin, "--reconcile-selector", &selector];
+        let lease =
+            ["--lease-namespace", ns, "--lease-identity", identity, "--lease-duration", "4", "--lease-grace", "1"];
+        let mut all_env = vec![("RUST_LOG", "info"), ("PITRGUARD_LOG_FORMAT", "json")];
+        all_env.extend(env);
+        let child = spawn_pitrguard(cp, &dir, &[&args[..], &lease[..]].concat(), &all_env);
+        let r = Reconciler { child, admin_port, log: dir.join("pitrguard.log"), identity: identity.into() };
         wait_for(LIMIT, "pitrguard reconcile /readyz", || http_get(admin_port, "/readyz").0 == 200);
         r
     }

@@ -5,29 +5,20 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::cluster::*;
-use common::process::Stopped;
 use serde_json::{Value, json};
 
 /// Runs `pitrguard reconcile` until it is ready (`None`) or exits (`Some((code, stderr))`).
 fn reconcile(cp: &ControlPlane, mode: &str) -> Option<(i32, String)> {
     let dir = cp.scratch("flavour-");
-    let log = dir.join("stderr");
+    let log = dir.join("pitrguard.log");
     let admin_port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
-        .args(["reconcile", "--mode", mode, "--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .args(["--lease-namespace", "default", "--lease-name", &format!("flavour-{admin_port}")])
-        .env("KUBECONFIG", cp.kubeconfig())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    cp.track(dir.file_name().unwrap().to_str().unwrap(), child.id());
-    let mut child = Stopped(child);
+    let (admin, lease) = (format!("127.0.0.1:{admin_port}"), format!("flavour-{admin_port}"));
+    let args =
+        ["reconcile", "--mode", mode, "--admin-listen", &admin, "--lease-namespace", "default", "--lease-name", &lease];
+    let mut child = spawn_pitrguard(cp, &dir, &args, &[]);
     let mut exit = None;
     wait_for(Duration::from_secs(60), "pitrguard reconcile to be ready or to exit", || {
         if let Some(status) = child.try_wait().unwrap() {

@@ -14,14 +14,14 @@
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use super::process::{after_exit, free_port, wait_for};
+pub use super::process::{Stopped, after_exit, free_port, wait_for};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -167,7 +167,7 @@ pub struct Webhook {
     pub port: u16,
     pub admin_port: u16,
     pub certs: PathBuf,
-    pub child: Child,
+    pub child: Stopped,
 }
 
 impl Webhook {
@@ -186,15 +186,6 @@ impl Webhook {
     }
 }
 
-impl Drop for Webhook {
-    /// A webhook a test started for itself stops with the test (one kept in a `static` stops with
-    /// the control plane, by its tracked PID).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Plain HTTP GET on 127.0.0.1 (the admin port); returns (status, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let out = Command::new("curl")
@@ -207,6 +198,24 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// Starts `pitrguard serve` in live mode with `extra` arguments and waits for /readyz.
+/// Starts the real `pitrguard` with `args` against the control plane, its stderr in
+/// `dir/pitrguard.log`. It is stopped by its PID with the control plane, and when the returned
+/// guard drops (a process kept in a `static` never drops: the control plane stops it).
+pub fn spawn_pitrguard(cp: &ControlPlane, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Stopped {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitrguard"));
+    cmd.args(args)
+        .env("KUBECONFIG", cp.kubeconfig())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("pitrguard.log")).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start pitrguard");
+    cp.track(dir.file_name().unwrap().to_str().unwrap(), child.id());
+    Stopped(child)
+}
+
 pub fn start_webhook(cp: &ControlPlane, extra: &[&str], env: &[(&str, &str)]) -> Webhook {
     let certs = cp.scratch("webhook-");
     let status = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
@@ -216,26 +225,14 @@ pub fn start_webhook(cp: &ControlPlane, extra: &[&str], env: &[(&str, &str)]) ->
         .unwrap();
     assert!(status.success(), "pitrguard certs failed");
     let (port, admin_port) = (free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pitrguard"));
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .args([
-            "--tls-cert",
-            certs.join("tls.crt").to_str().unwrap(),
-            "--tls-key",
-            certs.join("tls.key").to_str().unwrap(),
-        ])
-        .args(extra)
-        .env("KUBECONFIG", cp.kubeconfig())
-        .env("RUST_LOG", "info")
-        .env("PITRGUARD_LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(certs.join("pitrguard.log")).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("start pitrguard serve");
-    cp.track(certs.file_name().unwrap().to_str().unwrap(), child.id());
+    let (listen, admin) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{admin_port}"));
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    let mut args = vec!["serve", "--listen", &listen, "--admin-listen", &admin];
+    args.extend(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    args.extend(extra);
+    let mut all_env = vec![("RUST_LOG", "info"), ("PITRGUARD_LOG_FORMAT", "json")];
+    all_env.extend(env);
+    let child = spawn_pitrguard(cp, &certs, &args, &all_env);
     let hook = Webhook { port, admin_port, certs, child };
     wait_for(Duration::from_secs(60), "pitrguard /readyz", || http_get(admin_port, "/readyz").0 == 200);
     hook
