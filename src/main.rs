@@ -11,16 +11,8 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Windows(args) => windows::run(args),
         Command::Certs(args) => pitrguard::certs::run(args, &mut std::io::stdout().lock()),
-        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(serve::run(args))),
-        Command::Reconcile(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(reconcile::run(args))),
+        Command::Serve(args) => block_on(serve::run(args)),
+        Command::Reconcile(args) => block_on(reconcile::run(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -29,6 +21,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs a long-lived command on a multi-threaded tokio runtime.
+fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(command)
 }
 
 /// Logs go to stderr; `PITRGUARD_LOG_FORMAT=json` for one JSON object per line,
