@@ -99,7 +99,7 @@ criterion_main!(benches);
 
 /// The admission layer around one decision: AdmissionReview bytes in, response bytes out.
 fn admission(c: &mut Criterion) {
-    use pitrguard::admission::{Endpoint, decide, parse_review, respond, review_body};
+    use pitrguard::admission::{Answer, Endpoint, decide, parse_review, respond, review_body};
     let docs = pitrguard::load::read_documents(&[concat!(env!("CARGO_MANIFEST_DIR"), "/examples").into()]).unwrap();
     let index = pitrguard::load::build_index(&docs).unwrap();
     let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json")).unwrap();
@@ -108,14 +108,14 @@ fn admission(c: &mut Criterion) {
     group.bench_function("parse_review", |b| b.iter(|| parse_review(black_box(&body)).unwrap()));
     let req = parse_review(&body).unwrap();
     group.bench_function("decide", |b| b.iter(|| decide(black_box(&req), &index, &policy)));
-    let d = decide(&req, &index, &policy);
+    let d = Answer::from(&decide(&req, &index, &policy));
     group.bench_function("respond+serialize", |b| {
         b.iter(|| serde_json::to_vec(&review_body(respond(Endpoint::Validate, black_box(&req), &d))).unwrap())
     });
     group.bench_function("end-to-end", |b| {
         b.iter(|| {
             let req = parse_review(black_box(&body)).unwrap();
-            let d = decide(&req, &index, &policy);
+            let d = Answer::from(&decide(&req, &index, &policy));
             serde_json::to_vec(&review_body(respond(Endpoint::Validate, &req, &d))).unwrap()
         })
     });

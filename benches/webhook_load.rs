@@ -48,6 +48,7 @@ use pitrguard::core::Policy;
 use pitrguard::inventory::SharedInventory;
 use pitrguard::load::{build_index, read_documents};
 use pitrguard::metrics::Metrics;
+use pitrguard::policy_module::{self, PolicyModule};
 use pitrguard::server::tls::{ReloadingTls, TlsFiles};
 use pitrguard::server::transport::{Limits, serve_tls};
 use pitrguard::server::webhook::{self, App};
@@ -151,7 +152,7 @@ fn repo() -> PathBuf {
 // ---------------------------------------------------------------------------
 // servers
 
-fn examples_app() -> App {
+fn examples_app(module: Option<Arc<PolicyModule>>) -> App {
     let docs = read_documents(&[repo().join("examples")]).expect("examples/ loads");
     let index = build_index(&docs).expect("examples/ indexes");
     App {
@@ -159,7 +160,17 @@ fn examples_app() -> App {
         policy: Arc::new(Policy::default()),
         metrics: Arc::new(Metrics::new()),
         fresh: None,
+        module,
     }
+}
+
+/// The policy module as `serve --policy-module` loads it: one worker thread per core.
+fn load_module(threads: usize) -> Arc<PolicyModule> {
+    let path = std::env::var_os("PITRGUARD_POLICY_WASM")
+        .map_or_else(|| repo().join("target/policy/pitrguard-policy.wasm"), PathBuf::from);
+    let module = PolicyModule::load(&path, &Policy::default(), policy_module::Limits::default(), threads, None)
+        .unwrap_or_else(|e| panic!("{e}; build the module first: hack/build-policy.sh"));
+    Arc::new(module)
 }
 
 fn floor_router() -> Router {
@@ -478,8 +489,10 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
             if s.log { "fmt at info, written to a sink" } else { "none (the per-decision log line is not formatted)" }
         ),
         "- webhook = `webhook::router` with the examples inventory (the request is denied by R10); floor = axum \
-         `POST /validate` that reads the body and returns a constant allowed AdmissionReview; latencies in µs, from \
-         sending the request to having read the whole response"
+         `POST /validate` that reads the body and returns a constant allowed AdmissionReview; webhook --policy-module = \
+         the same router judging through `target/policy/pitrguard-policy.wasm` in wasmtime (one worker thread per \
+         core, host calls answered from the same inventory); latencies in µs, from sending the request to having read \
+         the whole response"
             .to_string(),
     ];
     for l in lines {
@@ -500,6 +513,18 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
         })
         .collect();
     push(&mut text, &format!("Webhook / floor (HTTP/1.1): {}.", ratios.join("; ")));
+    let native = outcomes.iter().find(|o| o.label == "webhook").expect("webhook run");
+    if let Some(m) = outcomes.iter().find(|o| o.label == "webhook --policy-module") {
+        push(&mut text, "");
+        push(
+            &mut text,
+            &format!(
+                "With / without `--policy-module` (HTTP/1.1): req/s {:.2}×, p99 {:.2}×.",
+                m.rps() / native.rps(),
+                m.pct_us(99.0) / native.pct_us(99.0)
+            ),
+        );
+    }
     text
 }
 
@@ -548,7 +573,9 @@ async fn bench(s: Settings) {
     let tls = ReloadingTls::load(files).expect("load dev certs");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let webhook_port = start(tls.clone(), webhook::router(examples_app()), &stop_rx).await;
+    let webhook_port = start(tls.clone(), webhook::router(examples_app(None)), &stop_rx).await;
+    let module = load_module(s.threads);
+    let module_port = start(tls.clone(), webhook::router(examples_app(Some(module))), &stop_rx).await;
     let floor_port = start(tls.clone(), floor_router(), &stop_rx).await;
 
     let body = Bytes::from(
@@ -559,7 +586,9 @@ async fn bench(s: Settings) {
     let h2 = Arc::new(Client::new(&certs.ca_pem, body, Proto::Http2));
 
     // What each server answers: the webhook must deny (the real path), the floor allow.
-    for (port, name, allowed) in [(webhook_port, "webhook", false), (floor_port, "floor", true)] {
+    for (port, name, allowed) in
+        [(webhook_port, "webhook", false), (module_port, "module", false), (floor_port, "floor", true)]
+    {
         let mut sender = h1.connect(port, Proto::Http1).await.expect("connect");
         let answer = h1.send(&mut sender).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let v: serde_json::Value = serde_json::from_slice(&answer).expect("JSON answer");
@@ -578,6 +607,7 @@ async fn bench(s: Settings) {
     let mut plan = vec![
         ("webhook", webhook_port, Proto::Http1),
         ("floor", floor_port, Proto::Http1),
+        ("webhook --policy-module", module_port, Proto::Http1),
         ("webhook (again)", webhook_port, Proto::Http1),
     ];
     if s.h2 {

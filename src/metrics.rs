@@ -38,6 +38,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModuleLabels {
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub mode: &'static str,
     /// success, conflict (someone wrote first) or error.
@@ -83,6 +88,12 @@ pub struct Metrics {
     pub reconcile_seconds_to_succeed: Histogram,
     /// observe: what was reported, by what.
     pub reconcile_observed: Family<ResultLabels, Counter>,
+    /// `--policy-module`: evaluations by outcome (ok, deadline, trap, answer, busy).
+    pub module_evaluations: Family<ResultLabels, Counter>,
+    /// `--policy-module`: reloads of the file, loaded or refused.
+    pub module_reloads: Family<ResultLabels, Counter>,
+    /// `--policy-module`: 1 for the sha256 of the module in use.
+    pub module_in_use: Family<ModuleLabels, Gauge>,
 }
 
 fn restore_histogram() -> Histogram {
@@ -109,6 +120,9 @@ impl Metrics {
             reconcile_seconds_to_cluster: restore_histogram(),
             reconcile_seconds_to_succeed: restore_histogram(),
             reconcile_observed: Family::default(),
+            module_evaluations: Family::default(),
+            module_reloads: Family::default(),
+            module_in_use: Family::default(),
         }
     }
 
@@ -173,6 +187,21 @@ impl Metrics {
             "reconcile_observed",
             "observe: restores reported as started, failed, timed_out or succeeded",
             self.reconcile_observed.clone(),
+        );
+        r.register(
+            "policy_module_evaluations",
+            "--policy-module: evaluations by outcome (ok, deadline, trap, answer, busy)",
+            self.module_evaluations.clone(),
+        );
+        r.register(
+            "policy_module_reloads",
+            "--policy-module: reloads of the module file, loaded or refused (the module in use is kept)",
+            self.module_reloads.clone(),
+        );
+        r.register(
+            "policy_module_info",
+            "--policy-module: 1 for the sha256 of the module in use",
+            self.module_in_use.clone(),
         );
         r
     }

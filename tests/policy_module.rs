@@ -11,10 +11,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use pitrguard::core::{Index, Operation, Policy, judge};
 use serde_json::{Value, json};
+
+mod common;
+
+use common::wasm::module;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The PyPI release of the `wasmtime` binding this host is tested with.
@@ -22,37 +26,6 @@ const WASMTIME_PY: &str = "50.0.1";
 
 fn target_policy() -> PathBuf {
     Path::new(ROOT).join("target/policy")
-}
-
-fn newest_source(dir: &Path) -> SystemTime {
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let time = if path.is_dir() { newest_source(&path) } else { path.metadata().unwrap().modified().unwrap() };
-        newest = newest.max(time);
-    }
-    newest
-}
-
-/// The module, built by the script when it is missing or older than its sources.
-fn module() -> PathBuf {
-    let module = target_policy().join("pitrguard-policy.wasm");
-    let sources = ["crates/pitrguard-core", "crates/pitrguard-policy", "Cargo.lock"]
-        .iter()
-        .map(|p| Path::new(ROOT).join(p))
-        .map(|p| if p.is_dir() { newest_source(&p) } else { p.metadata().unwrap().modified().unwrap() })
-        .max()
-        .unwrap();
-    let fresh = module.metadata().and_then(|m| m.modified()).is_ok_and(|built| built >= sources);
-    if !fresh {
-        eprintln!("policy_module: building {} with hack/build-policy.sh", module.display());
-        let status = Command::new(Path::new(ROOT).join("hack/build-policy.sh"))
-            .status()
-            .expect("hack/build-policy.sh could not be started");
-        assert!(status.success(), "hack/build-policy.sh failed ({status}): the module cannot be tested");
-    }
-    assert!(module.exists(), "hack/build-policy.sh did not write {}", module.display());
-    module
 }
 
 /// A venv with the pinned `wasmtime` binding, made on first use.

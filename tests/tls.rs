@@ -347,10 +347,10 @@ async fn validate_once(addr: SocketAddr, config: &ClientConfig) -> anyhow::Resul
 async fn wait_for_cert(addr: SocketAddr, config: &ClientConfig, der: &[u8]) {
     timeout(WAIT, async {
         loop {
-            if let Ok(client) = validate_once(addr, config).await {
-                if client.peer_cert == der {
-                    return;
-                }
+            if let Ok(client) = validate_once(addr, config).await
+                && client.peer_cert == der
+            {
+                return;
             }
             sleep(Duration::from_millis(50)).await;
         }

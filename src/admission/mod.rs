@@ -7,7 +7,7 @@ use kube::core::response::Status;
 use serde_json::Value;
 
 use crate::core::mutate::to_patch;
-use crate::core::{Decision, Inventory, Operation, Policy, judge};
+use crate::core::{Decision, Inventory, Operation, Policy, Rule, Warning, judge};
 
 /// Which webhook is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +74,67 @@ pub fn decide(req: &Request, inv: &dyn Inventory, policy: &Policy) -> Decision {
     judge(operation(&req.operation), object.as_ref(), old.as_ref(), namespace, inv, policy)
 }
 
+/// What a judge, the native core or the policy module, says about one request:
+/// everything the two webhooks, `pitrguard validate` and the metrics need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub allowed: bool,
+    /// The denial, or the one-line summary of what is allowed.
+    pub message: String,
+    pub warnings: Vec<Warning>,
+    /// The mutating webhook's patch (M1–M3), empty when denied.
+    pub patch: json_patch::Patch,
+    /// The broken rules.
+    pub rules: Vec<Rule>,
+    /// Let through without being judged (not a Restore, a subresource, ...).
+    pub skipped: bool,
+    /// The judge itself failed (a module that trapped or overran): both webhooks deny.
+    pub failed: bool,
+}
+
+impl From<&Decision> for Answer {
+    fn from(d: &Decision) -> Self {
+        Self {
+            allowed: d.allowed(),
+            message: d.message(),
+            warnings: d.warnings.clone(),
+            patch: to_patch(&d.mutations),
+            rules: d.rules(),
+            skipped: d.skipped.is_some(),
+            failed: false,
+        }
+    }
+}
+
+impl Answer {
+    /// A denial for a judge that could not answer.
+    pub fn failure(message: String) -> Self {
+        Self {
+            allowed: false,
+            message,
+            warnings: vec![],
+            patch: json_patch::Patch(vec![]),
+            rules: vec![],
+            skipped: false,
+            failed: true,
+        }
+    }
+
+    /// Whether Backups fresher than the ones judged could turn this denial into an allow.
+    pub fn may_be_stale(&self) -> bool {
+        !self.allowed && !self.failed && self.rules.iter().all(|r| r.may_be_stale())
+    }
+
+    /// The metrics label: the first broken rule, `none` when allowed, `skipped` when not judged.
+    pub fn rule_label(&self) -> &'static str {
+        match self {
+            a if a.failed => "judge-failed",
+            a if a.skipped => "skipped",
+            a => a.rules.first().map_or("none", |r| r.id()),
+        }
+    }
+}
+
 /// The namespace of the source backup, for a request that names one.
 pub fn backup_namespace(req: &Request) -> Option<String> {
     let object = serde_json::to_value(req.object.as_ref()?).ok()?;
@@ -89,23 +150,29 @@ pub const DENIED_CODE: u16 = 422;
 /// only an object that passes every rule. Each warning comes from one webhook
 /// only, as kubectl prints both webhooks' warnings: W1/W2 from the mutating one,
 /// whose patch they explain, W3 from the validating one.
-pub fn respond(endpoint: Endpoint, req: &Request, decision: &Decision) -> AdmissionResponse {
+///
+/// A judge that failed is denied by both webhooks, with HTTP status code 500 in `status.code`.
+pub fn respond(endpoint: Endpoint, req: &Request, answer: &Answer) -> AdmissionResponse {
     let mut resp = AdmissionResponse::from(req);
-    let warnings: Vec<String> = decision
+    let warnings: Vec<String> = answer
         .warnings
         .iter()
         .filter(|w| w.explains_mutation() == (endpoint == Endpoint::Mutate))
         .map(|w| w.message.clone())
         .collect();
     match endpoint {
-        Endpoint::Validate if !decision.allowed() => {
-            resp = resp.deny(decision.message());
-            resp.result = Status::failure(&decision.message(), "Invalid").with_code(DENIED_CODE);
+        _ if answer.failed => {
+            resp = resp.deny(&answer.message);
+            resp.result = Status::failure(&answer.message, "InternalError").with_code(500);
+        }
+        Endpoint::Validate if !answer.allowed => {
+            resp = resp.deny(&answer.message);
+            resp.result = Status::failure(&answer.message, "Invalid").with_code(DENIED_CODE);
         }
         Endpoint::Validate => {}
         Endpoint::Mutate => {
-            if !decision.mutations.is_empty() {
-                resp = resp.with_patch(to_patch(&decision.mutations)).expect("a JSON patch always serialises");
+            if !answer.patch.0.is_empty() {
+                resp = resp.with_patch(answer.patch.clone()).expect("a JSON patch always serialises");
             }
         }
     }

@@ -32,7 +32,7 @@ pub enum Command {
     #[command(override_usage = "pitrguard windows [OPTIONS] <PATHS>...\n       pitrguard windows [OPTIONS] --live")]
     Windows(windows::Args),
     /// Run the validating and mutating admission webhook (HTTPS) and the admin port (HTTP).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Run the bundled reconciler alone: observe restores, or perform them (KubeBlocks 1.0/1.1), with leader election.
     Reconcile(reconcile::Args),
     /// Make a development CA and serving certificate for the webhook.
@@ -62,6 +62,45 @@ impl PolicyArgs {
             edge_warning: chrono::TimeDelta::seconds(self.edge_warning),
             base_edge: self.base_edge.base_edge,
         }
+    }
+}
+
+/// `--policy-module` and its limits, shared by `validate` and `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ModuleArgs {
+    /// Judge through this WebAssembly build of the rules (pitrguard-policy.wasm, a Kubewarden policy module)
+    /// instead of the built-in ones; `serve` reloads it when the file changes. The answers are the same.
+    #[arg(long, value_name = "FILE.wasm", env = "PITRGUARD_POLICY_MODULE")]
+    pub policy_module: Option<std::path::PathBuf>,
+
+    /// Wall time one evaluation of the module may take before it is stopped and the request denied.
+    #[arg(long, default_value_t = 1000, value_name = "MILLISECONDS", requires = "policy_module",
+          env = "PITRGUARD_POLICY_MODULE_DEADLINE", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub policy_module_deadline: u64,
+
+    /// Size the module's memory may grow to; an evaluation that needs more is denied.
+    #[arg(long, default_value_t = 64, value_name = "MIB", requires = "policy_module",
+          env = "PITRGUARD_POLICY_MODULE_MEMORY", value_parser = clap::value_parser!(u64).range(2..=4096))]
+    pub policy_module_memory: u64,
+}
+
+impl ModuleArgs {
+    pub fn limits(&self) -> crate::policy_module::Limits {
+        crate::policy_module::Limits {
+            deadline: std::time::Duration::from_millis(self.policy_module_deadline),
+            memory_bytes: (self.policy_module_memory * 1024 * 1024) as usize,
+        }
+    }
+
+    /// The module, loaded and checked, when `--policy-module` is given.
+    pub fn load(
+        &self,
+        policy: &crate::core::Policy,
+        workers: usize,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    ) -> anyhow::Result<Option<crate::policy_module::PolicyModule>> {
+        let Some(path) = &self.policy_module else { return Ok(None) };
+        Ok(Some(crate::policy_module::PolicyModule::load(path, policy, self.limits(), workers, metrics)?))
     }
 }
 

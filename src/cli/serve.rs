@@ -52,6 +52,9 @@ pub struct Args {
     #[command(flatten)]
     pub policy: super::PolicyArgs,
 
+    #[command(flatten)]
+    pub module: super::ModuleArgs,
+
     /// Where development certificates are written when --tls-cert is not given.
     #[arg(long, default_value = ".pitrguard/dev-certs", env = "PITRGUARD_DEV_CERTS_DIR")]
     pub dev_certs_dir: PathBuf,
@@ -164,13 +167,16 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         (Arc::new(SharedInventory::ready(index)), None, None)
     };
 
-    // Load the certificate before binding, so a bad flag fails fast and clearly.
+    // Load the certificate and the module before binding, so a bad flag fails fast and clearly.
     let tls = ReloadingTls::load(args.tls_files()?)?;
     let _watcher = tls.spawn_watcher();
+    let policy = args.policy.policy();
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let module = args.module.load(&policy, workers, Some(metrics.clone()))?.map(Arc::new);
+    let _module_watcher = module.as_ref().map(|m| m.spawn_watcher(crate::policy_module::POLL_INTERVAL));
 
     let app_metrics = metrics.clone();
-    let app =
-        App { inventory: inventory.clone(), policy: Arc::new(args.policy.policy()), metrics: metrics.clone(), fresh };
+    let app = App { inventory: inventory.clone(), policy: Arc::new(policy), metrics: metrics.clone(), fresh, module };
     let registry = Arc::new(metrics.registry());
     let admin = Admin { inventory, metrics, registry, tls: Some(tls.clone() as Arc<dyn CertificateStatus>), watch };
 

@@ -2,10 +2,13 @@
 //! the file loader fills once, or that live watches keep current, and that
 //! the webhook reads.
 
+pub mod live;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::core::inventory::{Counts, Index};
+use crate::core::Inventory;
+use crate::core::inventory::{Counts, Index, Overlay};
 
 /// The core's [`Index`] behind a lock, with readiness.
 #[derive(Debug, Default)]
@@ -47,4 +50,36 @@ impl SharedInventory {
         self.read().counts()
     }
 }
-pub mod live;
+
+/// A way to read an inventory for code that cannot hold a lock guard across its
+/// own calls: the policy module reads it once per host call.
+pub trait View: Send + Sync {
+    fn with(&self, f: &mut dyn FnMut(&dyn Inventory));
+}
+
+impl View for SharedInventory {
+    fn with(&self, f: &mut dyn FnMut(&dyn Inventory)) {
+        f(&*self.read())
+    }
+}
+
+impl View for Index {
+    fn with(&self, f: &mut dyn FnMut(&dyn Inventory)) {
+        f(self)
+    }
+}
+
+/// The shared inventory with one namespace's Backups as the API server has them
+/// now (read-your-writes, see `server::webhook`).
+pub struct FreshView {
+    pub base: std::sync::Arc<SharedInventory>,
+    pub namespace: String,
+    pub fresh: Index,
+}
+
+impl View for FreshView {
+    fn with(&self, f: &mut dyn FnMut(&dyn Inventory)) {
+        let base = self.base.read();
+        f(&Overlay { base: &*base, namespace: &self.namespace, fresh: &self.fresh })
+    }
+}

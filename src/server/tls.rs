@@ -15,15 +15,12 @@
 //! leaf has not expired) before it is used; anything broken is logged and
 //! the certificate in use is kept.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecursiveMode, Watcher as _};
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -37,10 +34,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// outside the watched directories, some network file systems), so the
 /// watcher also compares the file contents on this period.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How long to wait after a file event before re-reading, so that a
-/// certificate and key written one after the other are picked up together.
-const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// A certificate that expires sooner than this is reported at warn level
 /// when it is loaded.
@@ -229,8 +222,13 @@ impl ReloadingTls {
     /// period.
     pub fn spawn_watcher_with_poll(self: &Arc<Self>, poll: Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
-        let dirs = watch_dirs(&self.files);
-        tokio::spawn(watch_loop(weak, dirs, poll))
+        let f = &self.files;
+        let dirs =
+            crate::file_watch::parent_dirs([&f.cert, &f.key].into_iter().chain(&f.client_ca).map(PathBuf::as_path));
+        // The outcome of a reload is logged and counted by `reload` itself.
+        tokio::spawn(crate::file_watch::watch("TLS", dirs, poll, move || {
+            weak.upgrade().map(|tls| tls.reload()).is_some()
+        }))
     }
 
     /// Expiry (notAfter, Unix seconds) of the serving certificate in use.
@@ -425,81 +423,6 @@ fn build_config(
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-// ---------------------------------------------------------------------------
-// file watching
-
-/// The distinct parent directories of the files, as given (not
-/// canonicalised: the Kubernetes `..data` swap happens in the directory the
-/// configured path names).
-fn watch_dirs(files: &TlsFiles) -> Vec<PathBuf> {
-    let parent = |p: &Path| match p.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let mut dirs = BTreeSet::new();
-    dirs.insert(parent(&files.cert));
-    dirs.insert(parent(&files.key));
-    if let Some(ca) = &files.client_ca {
-        dirs.insert(parent(ca));
-    }
-    dirs.into_iter().collect()
-}
-
-/// Whether a file event may mean new content. Our own reads open the files,
-/// which inotify reports; those must not trigger another read.
-fn is_change(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
-async fn watch_loop(tls: Weak<ReloadingTls>, dirs: Vec<PathBuf>, poll: Duration) {
-    let changed = Arc::new(tokio::sync::Notify::new());
-    let signal = changed.clone();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-        Ok(event) if is_change(&event.kind) => signal.notify_one(),
-        Ok(_) => {}
-        Err(error) => tracing::debug!(%error, "file watch error"),
-    });
-    // Kept alive for the life of the loop; dropping it stops the watch.
-    let _watcher = match watcher {
-        Ok(mut watcher) => {
-            for dir in &dirs {
-                if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(
-                        dir = %dir.display(),
-                        %error,
-                        "cannot watch TLS directory; relying on polling every {poll:?}"
-                    );
-                }
-            }
-            Some(watcher)
-        }
-        Err(error) => {
-            tracing::warn!(%error, "file watching unavailable; polling TLS files every {poll:?}");
-            None
-        }
-    };
-
-    let mut ticker = tokio::time::interval(poll);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick is immediate; the files were just loaded
-    loop {
-        tokio::select! {
-            () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
-            _ = ticker.tick() => {}
-        }
-        let Some(tls) = tls.upgrade() else {
-            return;
-        };
-        // File reads block; keep them off the async workers. The outcome is
-        // logged and counted by `reload` itself.
-        let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
-    }
 }
 
 // ---------------------------------------------------------------------------

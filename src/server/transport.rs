@@ -135,10 +135,10 @@ async fn serve(
             biased;
             () = &mut shutdown => break,
             Some(joined) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(error) = joined {
-                    if error.is_panic() {
-                        tracing::error!(%error, "connection task panicked");
-                    }
+                if let Err(error) = joined
+                    && error.is_panic()
+                {
+                    tracing::error!(%error, "connection task panicked");
                 }
             }
             accepted = listener.accept() => match accepted {

@@ -17,11 +17,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::admission::{self, Endpoint};
-use crate::core::inventory::{Index, Overlay};
-use crate::core::{Decision, Policy};
-use crate::inventory::SharedInventory;
+use crate::admission::{self, Answer, Endpoint};
+use crate::core::Policy;
+use crate::core::inventory::Index;
+use crate::inventory::{FreshView, SharedInventory, View};
 use crate::metrics::{DecisionLabels, EndpointLabels, Metrics, StatusLabels};
+use crate::policy_module::{PolicyModule, answer as module_answer};
 
 /// Request bodies above this are refused with 413 (the API server sends at most 3 MiB objects).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -45,6 +46,8 @@ pub struct App {
     /// Set in live mode: a denial that newer Backups could overturn is
     /// confirmed against the API server first (read-your-writes).
     pub fresh: Option<Arc<dyn FreshBackups>>,
+    /// Set with `--policy-module`: the module judges instead of the built-in core.
+    pub module: Option<Arc<PolicyModule>>,
 }
 
 /// Bound on a read-your-writes confirmation; well under the webhook timeoutSeconds (5, manifests/base/webhooks.yaml).
@@ -139,48 +142,67 @@ async fn handle(
         Ok(r) => r,
         Err(e) => return error(&app.metrics, StatusCode::BAD_REQUEST, e),
     };
-    let (response, decision) = if app.inventory.is_ready() {
-        let cached = admission::decide(&req, &*app.inventory.read(), &app.policy);
-        let decision = confirm(app, &req, cached).await;
-        (admission::respond(endpoint, &req, &decision), Some(decision))
+    let (response, answer) = if app.inventory.is_ready() {
+        let cached = judge(app, &req, &body, app.inventory.clone()).await;
+        let answer = confirm(app, &req, &body, cached).await;
+        (admission::respond(endpoint, &req, &answer), Some(answer))
     } else {
         let why = "pitrguard is not ready yet: its inventory of Backups has not synced; retry in a few seconds";
         (admission::not_ready(&req, why), None)
     };
     let elapsed = started.elapsed();
-    record(app, endpoint, &req, &response, decision.as_ref(), elapsed);
+    record(app, endpoint, &req, &response, answer.as_ref(), elapsed);
     (StatusCode::OK, Json(admission::review_body(response))).into_response()
+}
+
+/// The configured judge's answer, reading the inventory through `view`. The
+/// module gets the request as it came (`body`), as Kubewarden passes it on.
+async fn judge(app: &App, req: &admission::Request, body: &[u8], view: Arc<dyn View>) -> Answer {
+    let Some(module) = &app.module else {
+        let mut answer = None;
+        view.with(&mut |inv| answer = Some(Answer::from(&admission::decide(req, inv, &app.policy))));
+        return answer.expect("a view always reads");
+    };
+    // `body` parsed as an AdmissionReview already; this reads it once more, untyped.
+    let request = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut review) => review["request"].take(),
+        Err(e) => return Answer::failure(format!("pitrguard: cannot pass the request to the policy module: {e}")),
+    };
+    let object = request.get("object").filter(|o| !o.is_null()).cloned();
+    match module.validate(request, view).await {
+        Ok(a) => module_answer::to_answer(object.as_ref(), a),
+        Err(e) => module_answer::failure(&e),
+    }
 }
 
 /// Read-your-writes: a Backup created or updated a moment ago may not be in
 /// the cache yet. A denial that fresher Backups could turn into an allow is
 /// judged again against the Backups the API server has now.
-async fn confirm(app: &App, req: &admission::Request, cached: Decision) -> Decision {
+async fn confirm(app: &App, req: &admission::Request, body: &[u8], cached: Answer) -> Answer {
     let Some(fresh) = &app.fresh else { return cached };
     // Only worth a read when fresher Backups could make the request pass.
-    if cached.allowed() || !cached.violations.iter().all(|v| v.rule.may_be_stale()) {
+    if !cached.may_be_stale() {
         return cached;
     }
     let Some(namespace) = admission::backup_namespace(req) else { return cached };
     let outcome = match tokio::time::timeout(FRESH_READ_TIMEOUT, fresh.backups_in(namespace.clone())).await {
-        Ok(Ok(index)) => {
-            let inv = app.inventory.read();
-            let overlay = Overlay { base: &*inv, namespace: &namespace, fresh: &index };
-            Ok(admission::decide(req, &overlay, &app.policy))
+        Ok(Ok(fresh)) => {
+            let view = Arc::new(FreshView { base: app.inventory.clone(), namespace: namespace.clone(), fresh });
+            Ok(judge(app, req, body, view).await).and_then(|a| if a.failed { Err(a.message) } else { Ok(a) })
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {FRESH_READ_TIMEOUT:?}")),
     };
-    let (result, decision) = match outcome {
-        Ok(d) if d.allowed() => ("overturned", d),
-        Ok(d) => ("confirmed", d),
+    let (result, answer) = match outcome {
+        Ok(a) if a.allowed => ("overturned", a),
+        Ok(a) => ("confirmed", a),
         Err(error) => {
             tracing::warn!(%error, namespace, "could not confirm a denial against the API server; using the cache");
             ("error", cached)
         }
     };
     app.metrics.fresh_reads.get_or_create(&crate::metrics::ResultLabels { result }).inc();
-    decision
+    answer
 }
 
 fn record(
@@ -188,14 +210,10 @@ fn record(
     endpoint: Endpoint,
     req: &admission::Request,
     response: &kube::core::admission::AdmissionResponse,
-    decision: Option<&Decision>,
+    answer: Option<&Answer>,
     elapsed: std::time::Duration,
 ) {
-    let rule = match decision {
-        None => "not-ready",
-        Some(d) if d.skipped.is_some() => "skipped",
-        Some(d) => d.violations.first().map_or("none", |v| v.rule.id()),
-    };
+    let rule = answer.map_or("not-ready", Answer::rule_label);
     let result = if response.allowed { "allowed" } else { "denied" };
     app.metrics.decisions.get_or_create(&DecisionLabels { endpoint: endpoint.as_str(), rule, result }).inc();
     app.metrics

@@ -26,6 +26,7 @@ pub fn app_with(inventory: SharedInventory) -> App {
         policy: Arc::new(Policy::default()),
         metrics: Arc::new(Metrics::new()),
         fresh: None,
+        module: None,
     }
 }
 
@@ -79,4 +80,6 @@ pub fn review(operation: &str, object: Value, old_object: Value) -> Value {
     })
 }
 pub mod cluster;
+pub mod https;
 pub mod process;
+pub mod wasm;

@@ -45,9 +45,11 @@ class Inventory:
                 "metadata"
             ].get("name") == req["name"]:
                 return obj
-        # What kube-rs reports for the API server's 404 Status.
-        plural = req["kind"].lower() + "s"
-        raise HostError(f'ApiError: {plural} "{req["name"]}" not found: NotFound (ErrorResponse {{ status: "Failure", code: 404 }})')
+        # What Kubewarden's policy server (policy-evaluator's get_opt) reports for an object
+        # that does not exist; Rust's Debug of Option<&str> for the namespace.
+        ns = req.get("namespace")
+        ns = f'Some("{ns}")' if ns is not None else "None"
+        raise HostError(f"Cannot find {req['api_version']}/{req['kind']} named '{req['name']}' inside of namespace '{ns}'")
 
     def list(self, req):
         selector = parse_selector(req.get("label_selector"))

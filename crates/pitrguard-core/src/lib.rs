@@ -3,6 +3,8 @@
 //!
 //! - [`core`]: the rules, pure functions of (OpsRequest, inventory).
 //! - [`crd`]: types generated from the real KubeBlocks CRDs.
+//! - [`module_abi`]: what the policy module and its hosts agree on (settings,
+//!   audit annotations).
 //!
 //! Nothing here does I/O, reads a clock or needs an async runtime
 //! (`tests/core_is_pure.rs` at the workspace root keeps it that way), so the
@@ -12,3 +14,4 @@
 
 pub mod core;
 pub mod crd;
+pub mod module_abi;

@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 
-use chrono::TimeDelta;
 use k8s_openapi_sdk as k8s;
 use kubewarden_policy_sdk::host_capabilities::kubernetes::{
     GetResourceRequest, ListResourcesByNamespaceRequest, get_resource, list_resources_by_namespace,
@@ -29,12 +28,13 @@ use kubewarden_policy_sdk::request::KubernetesAdmissionRequest;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
+use pitrguard_core::core::decision::Skip;
 use pitrguard_core::core::facts::{ActionSetFacts, BackupFacts, CandidateMatch};
 use pitrguard_core::core::mutate::to_patch;
 use pitrguard_core::core::request::decode;
-use pitrguard_core::core::rules::VOLUME_RESTORE_POLICIES;
-use pitrguard_core::core::{BaseEdge, Decision, Index, Operation, Policy, judge};
+use pitrguard_core::core::{Decision, Index, Operation, Policy, judge};
 use pitrguard_core::crd::{actionset::ActionSet, backup::Backup};
+use pitrguard_core::module_abi::{Settings, audit_annotations};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -48,56 +48,6 @@ pub extern "C" fn wapc_init() {
 }
 
 // === Settings ===
-
-/// The policy's settings, the module's counterparts of `serve`'s flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Settings {
-    /// `--default-volume-restore-policy` (M1): `Serial` or `Parallel` (default).
-    default_volume_restore_policy: Option<String>,
-    /// `--edge-warning` in seconds (W3), default 60.
-    edge_warning_seconds: Option<i64>,
-    /// `--base-edge`: `strict` (default) or `inclusive`.
-    base_edge: Option<String>,
-}
-
-/// The longest edge warning accepted, as `--edge-warning`: 366 days.
-const MAX_EDGE_WARNING_SECONDS: i64 = 366 * 24 * 3600;
-
-impl Settings {
-    fn parse(raw: &Value) -> Result<Self, String> {
-        if raw.is_null() {
-            return Ok(Self::default());
-        }
-        Self::deserialize(raw).map_err(|e| format!("settings: {e}"))
-    }
-
-    fn policy(&self) -> Result<Policy, String> {
-        let mut policy = Policy::default();
-        if let Some(p) = &self.default_volume_restore_policy {
-            if !VOLUME_RESTORE_POLICIES.contains(&p.as_str()) {
-                return Err(format!(
-                    "settings.defaultVolumeRestorePolicy: {p:?} is not a volume restore policy; use one of {}",
-                    VOLUME_RESTORE_POLICIES.join(", ")
-                ));
-            }
-            policy.default_volume_restore_policy = p.clone();
-        }
-        if let Some(s) = self.edge_warning_seconds {
-            if !(0..=MAX_EDGE_WARNING_SECONDS).contains(&s) {
-                return Err(format!(
-                    "settings.edgeWarningSeconds: {s} is out of range; use 0 .. {MAX_EDGE_WARNING_SECONDS} seconds"
-                ));
-            }
-            policy.edge_warning = TimeDelta::seconds(s);
-        }
-        if let Some(e) = &self.base_edge {
-            policy.base_edge = BaseEdge::parse(e)
-                .ok_or_else(|| format!("settings.baseEdge: {e:?} is not a base edge; use strict or inclusive"))?;
-        }
-        Ok(policy)
-    }
-}
 
 fn policy_from(raw: &Value) -> Result<Policy, String> {
     Settings::parse(raw)?.policy()
@@ -125,7 +75,7 @@ fn validate(payload: &[u8]) -> CallResult {
     let req: ValidationRequest = serde_json::from_slice(payload)?;
     let response = match policy_from(&req.settings) {
         Ok(policy) => answer(&req.request, &policy),
-        Err(message) => reject(message, vec![]),
+        Err(message) => reject(message),
     };
     Ok(serde_json::to_vec(&response)?)
 }
@@ -133,24 +83,30 @@ fn validate(payload: &[u8]) -> CallResult {
 /// The HTTP status code a denial carries, as in the native webhook.
 const DENIED_CODE: u16 = 422;
 
-fn reject(message: String, warnings: Vec<String>) -> ValidationResponse {
+/// A refusal that is not a rule's: bad settings, an unreadable request, a host that cannot answer.
+fn reject(message: String) -> ValidationResponse {
     ValidationResponse {
         accepted: false,
         message: Some(message),
         code: Some(DENIED_CODE),
         mutated_object: None,
         audit_annotations: None,
-        warnings: Some(warnings).filter(|w| !w.is_empty()),
+        warnings: None,
     }
 }
 
-fn accept(mutated_object: Option<Value>, warnings: Vec<String>) -> ValidationResponse {
+/// The answer for a decision. An allowed restore keeps its one-line summary as the
+/// message (what `pitrguard validate` prints); the audit annotations name the
+/// broken rules and the warnings by id (`module_abi`).
+fn answer_for(decision: &Decision, mutated_object: Option<Value>) -> ValidationResponse {
+    let warnings: Vec<String> = decision.warnings.iter().map(|w| w.message.clone()).collect();
+    let annotations = audit_annotations(decision);
     ValidationResponse {
-        accepted: true,
-        message: None,
-        code: None,
+        accepted: decision.allowed(),
+        message: Some(decision.message()),
+        code: (!decision.allowed()).then_some(DENIED_CODE),
         mutated_object,
-        audit_annotations: None,
+        audit_annotations: Some(annotations).filter(|a| !a.is_empty()),
         warnings: Some(warnings).filter(|w| !w.is_empty()),
     }
 }
@@ -168,10 +124,11 @@ fn operation(op: &str) -> Option<Operation> {
 fn answer(req: &KubernetesAdmissionRequest, policy: &Policy) -> ValidationResponse {
     // Subresource requests (`/status`) do not change the restore (as in admission::decide).
     if !req.sub_resource.is_empty() {
-        return accept(None, vec![]);
+        let skip = Skip::Operation(format!("the {} subresource", req.sub_resource));
+        return answer_for(&Decision::skip(skip), None);
     }
     let Some(op) = operation(&req.operation) else {
-        return reject(format!("unknown admission operation {:?}", req.operation), vec![]);
+        return reject(format!("unknown admission operation {:?}", req.operation));
     };
     let object = Some(&req.object).filter(|o| !o.is_null());
     let old = Some(&req.old_object).filter(|o| !o.is_null());
@@ -180,7 +137,7 @@ fn answer(req: &KubernetesAdmissionRequest, policy: &Policy) -> ValidationRespon
     let decision = match object {
         Some(o) if first.skipped.is_none() => match gather(o, &req.namespace) {
             Ok(index) => judge(op, object, old, &req.namespace, &index, policy),
-            Err(message) => return reject(message, vec![]),
+            Err(message) => return reject(message),
         },
         _ => first,
     };
@@ -188,21 +145,17 @@ fn answer(req: &KubernetesAdmissionRequest, policy: &Policy) -> ValidationRespon
 }
 
 fn respond(object: Option<&Value>, decision: &Decision) -> ValidationResponse {
-    let warnings: Vec<String> = decision.warnings.iter().map(|w| w.message.clone()).collect();
-    if !decision.allowed() {
-        return reject(decision.message(), warnings);
-    }
     let mutated = match object {
-        Some(o) if !decision.mutations.is_empty() => {
+        Some(o) if decision.allowed() && !decision.mutations.is_empty() => {
             let mut mutated = o.clone();
             if let Err(e) = json_patch::patch(&mut mutated, &to_patch(&decision.mutations)) {
-                return reject(format!("pitrguard: its own patch does not apply: {e}"), warnings);
+                return reject(format!("pitrguard: its own patch does not apply: {e}"));
             }
             Some(mutated)
         }
         _ => None,
     };
-    accept(mutated, warnings)
+    answer_for(decision, mutated)
 }
 
 // === Host capabilities ===
@@ -304,11 +257,13 @@ fn get(api_version: &str, kind: &str, name: &str, namespace: Option<&str>) -> Re
     }
 }
 
-/// The policy server reports a missing object as an error whose text carries
-/// the API server's `NotFound` status ("... \"name\" not found").
+/// How hosts report a missing object. Kubewarden's policy server (policy-evaluator,
+/// `get_opt`): "Cannot find apps.kubeblocks.io/v1alpha1/Cluster named 'x' inside of
+/// namespace 'Some(\"demo\")'" (found by running the module under kwctl); a host on
+/// kube-rs passing the API server's 404 on: "... \"x\" not found: NotFound ...".
 fn is_not_found(error: &str) -> bool {
     let e = error.to_ascii_lowercase();
-    e.contains("not found") || e.contains("notfound")
+    e.contains("cannot find ") || e.contains("not found") || e.contains("notfound")
 }
 
 fn list_backups(namespace: &str, selector: &str) -> Result<Vec<Value>, String> {

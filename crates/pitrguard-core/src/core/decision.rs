@@ -63,6 +63,11 @@ impl Rule {
         }
     }
 
+    /// The rule with this id (`R5`, `schema`), as [`Rule::id`] writes it.
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.id() == id)
+    }
+
     /// Rules whose denial newer Backups could turn into an allow: a Backup that
     /// appeared, completed, or grew its time range a moment ago.
     pub fn may_be_stale(self) -> bool {
@@ -84,6 +89,22 @@ pub enum WarningId {
     W3,
 }
 
+impl WarningId {
+    pub const ALL: [WarningId; 3] = [WarningId::W1, WarningId::W2, WarningId::W3];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            WarningId::W1 => "W1",
+            WarningId::W2 => "W2",
+            WarningId::W3 => "W3",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<WarningId> {
+        WarningId::ALL.into_iter().find(|w| w.id() == id)
+    }
+}
+
 /// A broken rule: `message` names the field, what is wrong and what would be valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -100,7 +121,14 @@ pub struct Warning {
 impl Warning {
     /// W1 and W2 explain the mutating webhook's patch; W3 is about the restore itself.
     pub fn explains_mutation(&self) -> bool {
-        matches!(self.id, WarningId::W1 | WarningId::W2)
+        self.id.explains_mutation()
+    }
+}
+
+impl WarningId {
+    /// See [`Warning::explains_mutation`].
+    pub fn explains_mutation(self) -> bool {
+        matches!(self, WarningId::W1 | WarningId::W2)
     }
 }
 

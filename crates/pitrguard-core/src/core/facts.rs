@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::time::parse_status_time;
+use serde_json::{Map, Value, json};
+
+use super::time::{format_time, parse_status_time};
 use crate::crd::{actionset::ActionSet, backup::Backup};
 
 pub const LABEL_BACKUP_TYPE: &str = "dataprotection.kubeblocks.io/backup-type";
@@ -155,6 +157,49 @@ impl BackupFacts {
         self.backup_type.can_be_base() && self.phase.as_deref() == Some("Completed") && self.end.is_some()
     }
 
+    /// A Backup object carrying exactly these facts: what a policy module's host
+    /// serves from an inventory that keeps facts, not objects.
+    /// `BackupFacts::from_backup` of it gives `self` back.
+    pub fn to_object(&self) -> Value {
+        let l = &self.lineage;
+        let labels: Map<String, Value> = [
+            (LABEL_BACKUP_TYPE, Some(self.backup_type.as_str())),
+            (LABEL_CLUSTER_UID, l.cluster_uid.as_deref()),
+            (LABEL_INSTANCE, l.instance.as_deref()),
+            (LABEL_COMPONENT, l.component.as_deref()),
+            (LABEL_BACKUP_POLICY, l.policy_label.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), Value::from(v?))))
+        .collect();
+        let mut metadata = json!({"name": self.name, "namespace": self.namespace, "labels": labels});
+        if self.has_cluster_snapshot {
+            metadata["annotations"] = json!({ ANNOTATION_CLUSTER_SNAPSHOT: "{}" });
+        }
+        let mut spec = json!({});
+        if let Some(p) = &self.policy_name {
+            spec["backupPolicyName"] = p.as_str().into();
+        }
+        let mut status = json!({});
+        if let Some(phase) = &self.phase {
+            status["phase"] = phase.as_str().into();
+        }
+        let mut range = json!({});
+        for (key, t) in [("start", self.start), ("end", self.end)] {
+            if let Some(t) = t {
+                range[key] = format_time(t).into();
+            }
+        }
+        status["timeRange"] = range;
+        if let Some(a) = &self.action_set {
+            status["backupMethod"] = json!({ "actionSetName": a });
+        }
+        json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": metadata, "spec": spec, "status": status,
+        })
+    }
+
     /// How this (continuous) backup's base candidates are found.
     pub fn candidate_match(&self) -> CandidateMatch {
         let l = &self.lineage;
@@ -184,6 +229,15 @@ impl ActionSetFacts {
             name: a.metadata.name.clone().unwrap_or_default(),
             base_backup_required: a.spec.restore.as_ref().and_then(|r| r.base_backup_required).unwrap_or(true),
         }
+    }
+
+    /// An ActionSet object carrying exactly these facts (see [`BackupFacts::to_object`]).
+    pub fn to_object(&self) -> Value {
+        json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "ActionSet",
+            "metadata": {"name": self.name},
+            "spec": {"restore": {"baseBackupRequired": self.base_backup_required}},
+        })
     }
 }
 
@@ -256,6 +310,37 @@ mod tests {
         }));
         assert_eq!(b.start, None);
         assert!(b.end.is_some());
+    }
+
+    #[test]
+    fn facts_survive_the_trip_through_an_object() {
+        let full = serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "full", "namespace": "demo", "labels": {LABEL_INSTANCE: "pg", "other": "x"}},
+            "spec": {"backupPolicyName": "pol"},
+            "status": {"phase": "Completed", "startTimestamp": "2024-05-07T09:00:00Z", "completionTimestamp": "2024-05-07T09:05:00Z",
+                       "backupMethod": {"actionSetName": "pg-basebackup"}}
+        });
+        let wal = serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "wal", "labels": {LABEL_BACKUP_TYPE: "Continuous", LABEL_CLUSTER_UID: "u1",
+                         LABEL_COMPONENT: "postgresql", LABEL_BACKUP_POLICY: "pol"},
+                         "annotations": {ANNOTATION_CLUSTER_SNAPSHOT: "{}"}},
+            "spec": {},
+            "status": {"timeRange": {"start": "2024-05-07T10:07:45+08:00"}}
+        });
+        let odd = serde_json::json!({
+            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": "odd", "labels": {LABEL_BACKUP_TYPE: "Snapshot"}}, "spec": {}
+        });
+        for object in [full, wal, odd] {
+            let facts = backup(object);
+            assert_eq!(backup(facts.to_object()), facts, "{facts:?}");
+        }
+        for required in [true, false] {
+            let a = ActionSetFacts { name: "a".into(), base_backup_required: required };
+            assert_eq!(ActionSetFacts::from_action_set(&serde_json::from_value(a.to_object()).unwrap()), a);
+        }
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub trait Inventory {
     fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String>;
     /// Every continuous backup, for `pitrguard windows`.
     fn continuous_backups(&self) -> Vec<BackupFacts>;
+    /// Every Backup in `namespace`, in no particular order (a policy module's list call).
+    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +289,10 @@ impl Inventory for Index {
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         out
     }
+
+    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts)) {
+        self.namespaces.get(namespace).into_iter().flat_map(|ns| ns.backups.values()).for_each(f);
+    }
 }
 
 /// The inventory with one namespace's Backups replaced by fresher ones, read
@@ -327,5 +333,9 @@ impl Inventory for Overlay<'_> {
 
     fn continuous_backups(&self) -> Vec<BackupFacts> {
         self.base.continuous_backups()
+    }
+
+    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts)) {
+        self.pick(namespace).for_each_backup_in(namespace, f)
     }
 }
