@@ -222,8 +222,9 @@ mod read_your_writes {
     use futures::future::BoxFuture;
     use pitrguard::core::facts::BackupFacts;
     use pitrguard::core::{Index, Inventory};
+    use pitrguard::inventory::FreshBackups;
     use pitrguard::load::{build_index, parse_text};
-    use pitrguard::server::webhook::{App, FreshBackups};
+    use pitrguard::server::webhook::App;
 
     use super::*;
 

@@ -1,5 +1,8 @@
 //! AdmissionReview in, AdmissionReview out: the translation between the
-//! `admission.k8s.io/v1` wire format and the core. No rule lives here.
+//! `admission.k8s.io/v1` wire format and the core, and ([`pipeline`]) the one
+//! entry point a request goes through. No rule lives here.
+
+pub mod pipeline;
 
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation};

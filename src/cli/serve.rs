@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::inventory::FreshBackups;
 use crate::inventory::SharedInventory;
 use crate::inventory::live::{self, ApiFresh};
 use crate::load::{build_index, read_documents};
@@ -16,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::server::admin::{self, Admin, CertificateStatus};
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::transport::{Limits, serve_plain, serve_tls};
-use crate::server::webhook::{self, App, FreshBackups};
+use crate::server::webhook::{self, App};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -254,7 +254,7 @@ impl ApiFresh {
     }
 }
 
-impl crate::server::webhook::FreshBackups for ApiFresh {
+impl super::FreshBackups for ApiFresh {
     fn backups_in(&self, namespace: String) -> futures::future::BoxFuture<'static, anyhow::Result<Index>> {
         let (client, permits) = (self.client.clone(), self.permits.clone());
         Box::pin(async move {

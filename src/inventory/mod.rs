@@ -51,6 +51,12 @@ impl SharedInventory {
     }
 }
 
+/// Reads a namespace's Backups straight from the API server, for a denial that
+/// Backups newer than the cache could overturn (read-your-writes).
+pub trait FreshBackups: Send + Sync {
+    fn backups_in(&self, namespace: String) -> futures::future::BoxFuture<'static, anyhow::Result<Index>>;
+}
+
 /// A way to read an inventory for code that cannot hold a lock guard across its
 /// own calls: the policy module reads it once per host call.
 pub trait View: Send + Sync {

@@ -75,13 +75,16 @@ impl Settings {
     }
 }
 
+// Audit annotation keys have no prefix: the API server puts the webhook's name in
+// front (`<webhook>/rules`) and drops a key that already has a `/`.
+
 /// Audit annotation: the ids of the broken rules, comma-separated (`R5,R9`).
-pub const ANNOTATION_RULES: &str = "pitrguard.io/rules";
+pub const ANNOTATION_RULES: &str = "rules";
 /// Audit annotation: the ids of the warnings, in the order of the answer's warnings (`W1,W3`).
 /// A host that serves two webhooks, as pitrguard does, sends W1/W2 from the mutating one only.
-pub const ANNOTATION_WARNINGS: &str = "pitrguard.io/warnings";
+pub const ANNOTATION_WARNINGS: &str = "warnings";
 /// Audit annotation, `"true"` when the object was let through without being judged.
-pub const ANNOTATION_SKIPPED: &str = "pitrguard.io/skipped";
+pub const ANNOTATION_SKIPPED: &str = "skipped";
 
 /// The audit annotations of the module's answer for `decision`.
 pub fn audit_annotations(decision: &Decision) -> HashMap<String, String> {
