@@ -43,10 +43,10 @@ Each: a clean `git worktree` of the commit, an empty `CARGO_TARGET_DIR`, crates 
 
 | commit | what | cold `cargo build --release` |
 |---|---|---:|
-| {base} | before the host (no wasmtime) | {b/60:.1} min ({b:.0} s) |
-| {head} | with `wapc` + `wasmtime-provider` 2.25 (wasmtime 48, cranelift) | {h/60:.1} min ({h:.0} s) |
+| {base} | before the host (no wasmtime) | {b/60:.1f} min ({b:.0f} s) |
+| {head} | with `wapc` + `wasmtime-provider` 2.25 (wasmtime 48, cranelift) | {h/60:.1f} min ({h:.0f} s) |
 
-The host adds {h-b:.0} s ({h/b:.2}×) to the first release build; incremental builds after a change in pitrguard's own code do not rebuild it.
+The host adds {h-b:.0f} s ({h/b:.2f}×) to the first release build; incremental builds after a change in pitrguard's own code do not rebuild it.
 <!-- cold-build:end -->"""
 path = "BENCHMARKS.md"
 text = open(path).read()
