@@ -59,6 +59,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
+// mimalloc, which won hack/bench-allocator.sh; glibc with `--no-default-features`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A request slower than this counts as an error (the API server's default webhook timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on the requests of one connection or stream in one run (a runaway guard).

@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use pitrguard::cli::{Cli, Command, reconcile, serve, validate, windows};
 
+// mimalloc, which won hack/bench-allocator.sh; glibc with `--no-default-features`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The offline commands say what went wrong themselves, in one line; RUST_LOG still shows logs.
