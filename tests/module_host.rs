@@ -13,7 +13,7 @@
 //!   much memory gets a denial that says so, and the server stays up.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 mod common;
 
 use common::https::Https;
-use common::process::{Stopped, free_port, wait_for};
+use common::process::{Stopped, wait_for};
 use common::{APPS, OPERATIONS, review};
 
 fn examples() -> PathBuf {
@@ -319,22 +319,10 @@ fn same_rules_other_bytes(module: &[u8], n: u8) -> Vec<u8> {
     out
 }
 
-/// `pitrguard serve` on the examples with dev certificates in `dir`: the process, its webhook and admin ports.
+/// `pitrguard serve` on the examples with dev certificates in `dir`: the process, its webhook and admin ports,
+/// once it is ready.
 fn serve(dir: &Path, extra: &[&std::ffi::OsStr]) -> (Stopped, u16, u16) {
-    let (port, admin) = (free_port(), free_port());
-    let child = pitrguard()
-        .args(["serve", "--inventory"])
-        .arg(examples())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
-        .arg("--dev-certs-dir")
-        .arg(dir.join("certs"))
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = Stopped(child);
+    let (mut server, port, admin) = common::serve_examples(&dir.join("certs"), extra);
     wait_for(Duration::from_secs(120), "pitrguard serve to be ready", || {
         if let Some(status) = server.try_wait().unwrap() {
             panic!("pitrguard serve exited: {status}");

@@ -3,7 +3,7 @@
 //! connections are refused, the process exits 0), and hostile input (a 4xx
 //! each, and the server stays up).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,26 +15,10 @@ use tokio_rustls::TlsConnector;
 
 mod common;
 
-use common::process::{Stopped, free_port};
+use common::process::Stopped;
+use common::serve_examples;
 
 const IN_FLIGHT: usize = 6;
-
-/// Starts `pitrguard serve` on the examples with dev certificates in `certs`; returns it with its
-/// webhook and admin ports.
-fn serve_examples(certs: &std::path::Path, extra: &[&str]) -> (Stopped, u16, u16) {
-    let (port, admin) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_pitrguard"))
-        .args(["serve", "--inventory", concat!(env!("CARGO_MANIFEST_DIR"), "/examples")])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--dev-certs-dir", certs.to_str().unwrap()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (Stopped(child), port, admin)
-}
 
 fn connector(ca_pem: &str) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
@@ -180,7 +164,7 @@ fn wait_until_serving(server: &mut Stopped, ca: &std::path::Path, url: &str) {
 /// the CA file and the `/validate` URL.
 fn serving_examples() -> (tempfile::TempDir, Stopped, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, port, _admin) = serve_examples(dir.path(), &[]);
+    let (mut child, port, _admin) = serve_examples::<&str>(dir.path(), &[]);
     let ca = dir.path().join("ca.crt");
     let url = format!("https://127.0.0.1:{port}/validate");
     wait_until_serving(&mut child, &ca, &url);

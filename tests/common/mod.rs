@@ -15,6 +15,26 @@ pub fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
+/// Starts the real `pitrguard serve` on the examples, with dev certificates made in `certs`:
+/// the process (stopped on drop), its webhook port and its admin port. It may not be ready yet.
+pub fn serve_examples<S: AsRef<std::ffi::OsStr>>(certs: &std::path::Path, extra: &[S]) -> (process::Stopped, u16, u16) {
+    let (port, admin) = (process::free_port(), process::free_port());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pitrguard"))
+        .arg("serve")
+        .arg("--inventory")
+        .arg(examples())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--dev-certs-dir")
+        .arg(certs)
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (process::Stopped(child), port, admin)
+}
+
 pub fn example_inventory() -> SharedInventory {
     let docs = read_documents(&[examples()]).expect("examples load");
     SharedInventory::ready(build_index(&docs).expect("examples index"))
