@@ -115,10 +115,6 @@ impl PolicyModule {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn limits(&self) -> Limits {
-        self.runtime.limits()
-    }
-
     /// Judges one AdmissionRequest (`request` of an AdmissionReview).
     pub async fn validate(&self, request: Value, view: Arc<dyn View>) -> Result<ModuleAnswer, ModuleError> {
         let (reply, answer) = tokio::sync::oneshot::channel();

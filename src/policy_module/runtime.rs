@@ -107,10 +107,6 @@ impl Runtime {
         Ok(Self { engine, limits, stop, ticker: Some(ticker) })
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Compiles `bytes` and checks the result: it starts within the deadline,
     /// speaks Kubewarden's policy ABI and accepts `settings`.
     pub fn compile(&self, bytes: &[u8], settings: &Value) -> Result<Arc<Compiled>, ModuleError> {
