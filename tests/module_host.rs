@@ -47,7 +47,8 @@ fn other_policy() -> Policy {
 
 /// The native answer and the module's for one AdmissionReview.
 fn both(review: &Value, index: &Arc<Index>, policy: &Policy, module: &PolicyModule) -> (Answer, Answer) {
-    let req = parse_review(&serde_json::to_vec(review).unwrap()).expect("a well-formed review");
+    let body = serde_json::to_vec(review).unwrap();
+    let req = parse_review(&body).expect("a well-formed review");
     let native = Answer::from(&decide(&req, index.as_ref(), policy));
     let request = review["request"].clone();
     let object = request.get("object").filter(|o| !o.is_null()).cloned();

@@ -183,7 +183,7 @@ proptest! {
                 let answer = pitrguard::admission::Answer::from(&d);
                 let validating = respond(Endpoint::Validate, &req, &answer);
                 prop_assert_eq!(validating.allowed, d.rules().is_empty());
-                prop_assert_eq!(validating.result.message.is_empty(), d.allowed());
+                prop_assert_eq!(validating.status.message.is_empty(), d.allowed());
                 let mutating = respond(Endpoint::Mutate, &req, &answer);
                 prop_assert!(mutating.allowed);
                 prop_assert_eq!(mutating.patch.is_some(), d.allowed() && !d.mutations.is_empty());

@@ -4,13 +4,14 @@
 
 pub mod pipeline;
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation};
-use kube::core::response::Status;
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::core::mutate::to_patch;
-use crate::core::{Decision, Inventory, Operation, Policy, Rule, Warning, judge};
+use crate::core::{Decision, Inventory, Operation, Policy, Rule, Warning, judge_json};
 
 /// Which webhook is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,42 +40,111 @@ pub enum ReviewError {
     Version(String),
 }
 
-pub type Request = AdmissionRequest<DynamicObject>;
-
-pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
-    if review.types.api_version != "admission.k8s.io/v1" {
-        return Err(ReviewError::Version(review.types.api_version));
-    }
-    review.try_into().map_err(|_| ReviewError::NoRequest)
+/// The `request` of an AdmissionReview, borrowed from the body: what pitrguard reads of it.
+/// The object stays JSON text until the core reads the few fields the rules need.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: GroupVersionKind<'a>,
+    /// Required, as in `admission.k8s.io/v1`; not read.
+    #[serde(rename = "resource")]
+    _resource: IgnoredAny,
+    #[serde(borrow, default)]
+    pub sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    pub operation: WireOperation,
+    /// Required, as in `admission.k8s.io/v1`; not read.
+    #[serde(rename = "userInfo")]
+    _user_info: IgnoredAny,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
-fn operation(op: &KubeOperation) -> Operation {
-    match op {
-        KubeOperation::Create => Operation::Create,
-        KubeOperation::Update => Operation::Update,
-        KubeOperation::Delete => Operation::Delete,
-        KubeOperation::Connect => Operation::Connect,
+#[derive(Debug, Deserialize)]
+pub struct GroupVersionKind<'a> {
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
+    #[serde(borrow)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WireOperation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl From<WireOperation> for Operation {
+    fn from(op: WireOperation) -> Self {
+        match op {
+            WireOperation::Create => Operation::Create,
+            WireOperation::Update => Operation::Update,
+            WireOperation::Delete => Operation::Delete,
+            WireOperation::Connect => Operation::Connect,
+        }
     }
 }
 
-pub fn operation_name(req: &Request) -> &'static str {
-    operation(&req.operation).as_str()
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review<'a> {
+    #[serde(borrow)]
+    api_version: Cow<'a, str>,
+    /// Required; not read.
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    #[serde(borrow, default)]
+    request: Option<Request<'a>>,
+}
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Reads an AdmissionReview, borrowing from `body`.
+pub fn parse_review(body: &[u8]) -> Result<Request<'_>, ReviewError> {
+    let review: Review<'_> = serde_json::from_slice(body)?;
+    if review.api_version != API_VERSION {
+        return Err(ReviewError::Version(review.api_version.into_owned()));
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+impl Request<'_> {
+    pub fn operation(&self) -> Operation {
+        self.operation.into()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+}
+
+pub fn operation_name(req: &Request<'_>) -> &'static str {
+    req.operation().as_str()
 }
 
 /// Judges the request. Subresource requests (`/status`) do not change the
 /// restore and are allowed untouched, like every object that is not a Restore.
-pub fn decide(req: &Request, inv: &dyn Inventory, policy: &Policy) -> Decision {
-    if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Decision::skip(crate::core::decision::Skip::Operation(format!(
-            "the {} subresource",
-            req.sub_resource.as_deref().unwrap_or_default()
-        )));
+pub fn decide(req: &Request<'_>, inv: &dyn Inventory, policy: &Policy) -> Decision {
+    if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+        return Decision::skip(crate::core::decision::Skip::Operation(format!("the {sub} subresource")));
     }
-    let object = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok());
-    let old = req.old_object.as_ref().and_then(|o| serde_json::to_value(o).ok());
-    let namespace = req.namespace.as_deref().unwrap_or("");
-    judge(operation(&req.operation), object.as_ref(), old.as_ref(), namespace, inv, policy)
+    let (object, old) = (req.object.map(RawValue::get), req.old_object.map(RawValue::get));
+    judge_json(req.operation(), object, old, req.namespace(), inv, policy)
 }
 
 /// What a judge, the native core or the policy module, says about one request:
@@ -139,14 +209,65 @@ impl Answer {
 }
 
 /// The namespace of the source backup, for a request that names one.
-pub fn backup_namespace(req: &Request) -> Option<String> {
-    let object = serde_json::to_value(req.object.as_ref()?).ok()?;
-    let r = crate::core::request::decode(&object, req.namespace.as_deref().unwrap_or("")).ok()?;
+pub fn backup_namespace(req: &Request<'_>) -> Option<String> {
+    let r = crate::core::request::decode_json(req.object?.get(), req.namespace()).ok()?;
     Some(r.backup_namespace())
 }
 
 /// The HTTP status code a denial carries in `status.code`.
 pub const DENIED_CODE: u16 = 422;
+
+/// An AdmissionReview's `response`, borrowing from the request and the answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response<'a> {
+    pub uid: &'a str,
+    pub allowed: bool,
+    pub status: Status<'a>,
+    /// The JSON patch, base64 as Go's `[]byte` (and every example in the Kubernetes docs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<&'a str>,
+}
+
+/// `metav1.Status` as a denial carries it; empty (`{}`) when allowed.
+#[derive(Debug, Default, Serialize)]
+pub struct Status<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub code: u16,
+}
+
+fn is_zero(code: &u16) -> bool {
+    *code == 0
+}
+
+impl<'a> Response<'a> {
+    fn allow(req: &'a Request<'_>) -> Self {
+        Self {
+            uid: &req.uid,
+            allowed: true,
+            status: Status::default(),
+            patch: None,
+            patch_type: None,
+            warnings: vec![],
+        }
+    }
+
+    fn deny(mut self, message: &'a str, reason: &'static str, code: u16) -> Self {
+        self.allowed = false;
+        self.status = Status { status: Some("Failure"), message, reason, code };
+        self
+    }
+}
 
 /// Builds the response. The validating webhook denies; the mutating webhook
 /// never denies a rule violation (the validating one does, once) and patches
@@ -155,54 +276,43 @@ pub const DENIED_CODE: u16 = 422;
 /// whose patch they explain, W3 from the validating one.
 ///
 /// A judge that failed is denied by both webhooks, with HTTP status code 500 in `status.code`.
-pub fn respond(endpoint: Endpoint, req: &Request, answer: &Answer) -> AdmissionResponse {
-    let mut resp = AdmissionResponse::from(req);
-    let warnings: Vec<String> = answer
+pub fn respond<'a>(endpoint: Endpoint, req: &'a Request<'_>, answer: &'a Answer) -> Response<'a> {
+    let mut resp = Response::allow(req);
+    match endpoint {
+        _ if answer.failed => resp = resp.deny(&answer.message, "InternalError", 500),
+        Endpoint::Validate if !answer.allowed => resp = resp.deny(&answer.message, "Invalid", DENIED_CODE),
+        Endpoint::Validate => {}
+        Endpoint::Mutate if answer.patch.0.is_empty() => {}
+        Endpoint::Mutate => {
+            use base64::Engine;
+            let json = serde_json::to_vec(&answer.patch).expect("a JSON patch always serialises");
+            resp.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+            resp.patch_type = Some("JSONPatch");
+        }
+    }
+    resp.warnings = answer
         .warnings
         .iter()
         .filter(|w| w.explains_mutation() == (endpoint == Endpoint::Mutate))
-        .map(|w| w.message.clone())
+        .map(|w| w.message.as_str())
         .collect();
-    match endpoint {
-        _ if answer.failed => {
-            resp = resp.deny(&answer.message);
-            resp.result = Status::failure(&answer.message, "InternalError").with_code(500);
-        }
-        Endpoint::Validate if !answer.allowed => {
-            resp = resp.deny(&answer.message);
-            resp.result = Status::failure(&answer.message, "Invalid").with_code(DENIED_CODE);
-        }
-        Endpoint::Validate => {}
-        Endpoint::Mutate => {
-            if !answer.patch.0.is_empty() {
-                resp = resp.with_patch(answer.patch.clone()).expect("a JSON patch always serialises");
-            }
-        }
-    }
-    if !warnings.is_empty() {
-        resp.warnings = Some(warnings);
-    }
     resp
 }
 
 /// A denial for when the inventory cannot answer yet (live mode before the first list).
-pub fn not_ready(req: &Request, why: &str) -> AdmissionResponse {
-    let mut resp = AdmissionResponse::from(req).deny(why);
-    resp.result = Status::failure(why, "ServiceUnavailable").with_code(503);
-    resp
+pub fn not_ready<'a>(req: &'a Request<'_>, why: &'a str) -> Response<'a> {
+    Response::allow(req).deny(why, "ServiceUnavailable", 503)
 }
 
 /// The response body, as the API server expects it.
-///
-/// kube serialises the patch bytes as a JSON array of numbers; Go's `[]byte`
-/// convention (and every example in the Kubernetes docs) is a base64 string,
-/// which is also a third of the size, so that is what goes on the wire.
-pub fn review_body(resp: AdmissionResponse) -> Value {
-    use base64::Engine;
-    let patch = resp.patch.clone();
-    let mut body = serde_json::to_value(resp.into_review()).expect("an AdmissionReview always serialises");
-    if let Some(bytes) = patch {
-        body["response"]["patch"] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+pub fn review_body(response: &Response<'_>) -> Vec<u8> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Out<'r, 'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        response: &'r Response<'a>,
     }
-    body
+    let out = Out { api_version: API_VERSION, kind: "AdmissionReview", response };
+    serde_json::to_vec(&out).expect("an AdmissionReview always serialises")
 }

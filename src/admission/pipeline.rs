@@ -36,23 +36,24 @@ pub struct Admission {
 
 impl Admission {
     /// Answers one AdmissionReview (`body`) for `endpoint`; `started` is when the request arrived.
-    pub async fn review(&self, endpoint: Endpoint, body: &[u8], started: Instant) -> Result<Value, ReviewError> {
+    pub async fn review(&self, endpoint: Endpoint, body: &[u8], started: Instant) -> Result<Vec<u8>, ReviewError> {
         let req = super::parse_review(body)?;
-        let (response, answer) = if self.inventory.is_ready() {
-            let cached = self.judge(&req, body, self.inventory.clone()).await;
-            let answer = self.confirm(&req, body, cached).await;
-            (super::respond(endpoint, &req, &answer), Some(answer))
-        } else {
+        if !self.inventory.is_ready() {
             let why = "pitrguard is not ready yet: its inventory of Backups has not synced; retry in a few seconds";
-            (super::not_ready(&req, why), None)
-        };
-        self.record(endpoint, &req, &response, answer.as_ref(), started.elapsed());
-        Ok(super::review_body(response))
+            let response = super::not_ready(&req, why);
+            self.record(endpoint, &req, &response, None, started.elapsed());
+            return Ok(super::review_body(&response));
+        }
+        let cached = self.judge(&req, body, self.inventory.clone()).await;
+        let answer = self.confirm(&req, body, cached).await;
+        let response = super::respond(endpoint, &req, &answer);
+        self.record(endpoint, &req, &response, Some(&answer), started.elapsed());
+        Ok(super::review_body(&response))
     }
 
     /// The configured judge's answer, reading the inventory through `view`. The
     /// module gets the request as it came (`body`), as Kubewarden passes it on.
-    async fn judge(&self, req: &Request, body: &[u8], view: Arc<dyn View>) -> Answer {
+    async fn judge(&self, req: &Request<'_>, body: &[u8], view: Arc<dyn View>) -> Answer {
         let Some(module) = &self.module else {
             let mut answer = None;
             view.with(&mut |inv| answer = Some(Answer::from(&super::decide(req, inv, &self.policy))));
@@ -73,7 +74,7 @@ impl Admission {
     /// Read-your-writes: a Backup created or updated a moment ago may not be in
     /// the cache yet. A denial that fresher Backups could turn into an allow is
     /// judged again against the Backups the API server has now.
-    async fn confirm(&self, req: &Request, body: &[u8], cached: Answer) -> Answer {
+    async fn confirm(&self, req: &Request<'_>, body: &[u8], cached: Answer) -> Answer {
         let Some(fresh) = &self.fresh else { return cached };
         // Only worth a read when fresher Backups could make the request pass.
         if !cached.may_be_stale() {
@@ -103,8 +104,8 @@ impl Admission {
     fn record(
         &self,
         endpoint: Endpoint,
-        req: &Request,
-        response: &kube::core::admission::AdmissionResponse,
+        req: &Request<'_>,
+        response: &super::Response<'_>,
         answer: Option<&Answer>,
         elapsed: Duration,
     ) {
@@ -117,7 +118,7 @@ impl Admission {
             .observe(elapsed.as_secs_f64());
         tracing::info!(
             uid = %req.uid,
-            namespace = req.namespace.as_deref().unwrap_or(""),
+            namespace = req.namespace(),
             name = %req.name,
             operation = super::operation_name(req),
             endpoint = endpoint.as_str(),

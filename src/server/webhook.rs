@@ -116,7 +116,7 @@ async fn handle(
         return error(&app.metrics, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
     }
     match app.review(endpoint, &body, started).await {
-        Ok(review) => (StatusCode::OK, Json(review)).into_response(),
+        Ok(review) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], review).into_response(),
         Err(e) => error(&app.metrics, StatusCode::BAD_REQUEST, e),
     }
 }

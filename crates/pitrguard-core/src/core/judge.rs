@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::decision::{Decision, Rule, Skip, Violation};
 use super::inventory::Inventory;
-use super::request::{decode, ops_request_group, ops_type};
+use super::request::{decode_json, head};
 use super::rules::{Policy, evaluate};
 
 /// The admission operation (`request.operation`).
@@ -32,11 +32,15 @@ impl Operation {
 /// The fields whose change makes an UPDATE worth judging again.
 const RESTORE_POINTERS: [&str; 4] = ["/spec/restore", "/spec/restoreSpec", "/spec/clusterName", "/spec/clusterRef"];
 
-/// Judges one object. `namespace` stands in for a missing `metadata.namespace`.
-pub fn judge(
+/// Judges one object, given as JSON text (as it arrives in an AdmissionReview).
+/// `namespace` stands in for a missing `metadata.namespace`.
+///
+/// Only the fields the rules read are decoded; no tree of the object is built
+/// except, on UPDATE, to compare the restore fields with the old object's.
+pub fn judge_json(
     operation: Operation,
-    object: Option<&Value>,
-    old_object: Option<&Value>,
+    object: Option<&str>,
+    old_object: Option<&str>,
     namespace: &str,
     inv: &dyn Inventory,
     policy: &Policy,
@@ -44,20 +48,19 @@ pub fn judge(
     if matches!(operation, Operation::Delete | Operation::Connect) {
         return Decision::skip(Skip::Operation(operation.as_str().into()));
     }
-    let Some(object) = object.filter(|o| ops_request_group(o).is_some()) else {
+    let Some((object, head)) = object.and_then(|o| Some((o, head(o)?))).filter(|(_, h)| h.group.is_some()) else {
         return Decision::skip(Skip::NotAnOpsRequest);
     };
-    let ty = ops_type(object);
-    if ty != "Restore" {
-        return Decision::skip(Skip::NotARestore(ty.into()));
+    if head.ops_type != "Restore" {
+        return Decision::skip(Skip::NotARestore(head.ops_type.into_owned()));
     }
     if operation == Operation::Update
         && let Some(old) = old_object
-        && RESTORE_POINTERS.iter().all(|p| old.pointer(p) == object.pointer(p))
+        && restore_unchanged(object, old)
     {
         return Decision::skip(Skip::UpdateWithoutRestoreChange);
     }
-    match decode(object, namespace) {
+    match decode_json(object, namespace) {
         Ok(req) => evaluate(&req, inv, policy),
         Err(e) => Decision {
             skipped: None,
@@ -70,4 +73,25 @@ pub fn judge(
             plan: None,
         },
     }
+}
+
+fn restore_unchanged(object: &str, old: &str) -> bool {
+    match (serde_json::from_str::<Value>(object), serde_json::from_str::<Value>(old)) {
+        (Ok(new), Ok(old)) => RESTORE_POINTERS.iter().all(|p| old.pointer(p) == new.pointer(p)),
+        _ => false,
+    }
+}
+
+/// [`judge_json`] of objects held as JSON values (manifests read from files, the policy module).
+pub fn judge(
+    operation: Operation,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+    namespace: &str,
+    inv: &dyn Inventory,
+    policy: &Policy,
+) -> Decision {
+    let text = |v: Option<&Value>| v.filter(|v| !v.is_null()).map(Value::to_string);
+    let (object, old_object) = (text(object), text(old_object));
+    judge_json(operation, object.as_deref(), old_object.as_deref(), namespace, inv, policy)
 }

@@ -4,10 +4,10 @@
 //! (`tests/core_is_pure.rs`) keeps it that way.
 //!
 //! ```text
-//!  object ──► judge ──► request::decode ──► rules::evaluate ──► Decision
-//!                                             │    ▲               │
-//!                                    window ◄─┘    │               └─► mutate::to_patch
-//!                                             Inventory (trait; Index)
+//!  object (JSON text) ──► judge_json ──► request::decode_json ──► rules::evaluate ──► Decision
+//!                                                                   │    ▲               │
+//!                                                          window ◄─┘    │               └─► mutate::to_patch
+//!                                                                   Inventory (trait; Index)
 //! ```
 
 pub mod decision;
@@ -26,6 +26,6 @@ mod tests;
 pub use decision::{Decision, Rule, Violation, Warning, WarningId};
 pub use facts::{ActionSetFacts, BackupFacts};
 pub use inventory::{Index, Inventory};
-pub use judge::{Operation, judge};
+pub use judge::{Operation, judge, judge_json};
 pub use rules::Policy;
 pub use window::BaseEdge;

@@ -8,7 +8,7 @@
 use chrono::{SubsecRound, TimeDelta};
 
 use super::decision::{Decision, Plan, Rule, Violation, Warning, WarningId, range_text};
-use super::facts::{ANNOTATION_BASE_BACKUP, BackupFacts};
+use super::facts::BackupFacts;
 use super::inventory::{BaseRef, Inventory};
 use super::mutate::Mutation;
 use super::request::RestoreRequest;
@@ -140,11 +140,11 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
         }
         if let Some(base) = plan.as_ref().and_then(|p| p.base_backup.clone()) {
             // M3
-            let current = req.annotations.as_ref().and_then(|a| a.get(ANNOTATION_BASE_BACKUP));
+            let current = req.base_backup_annotation.as_ref();
             if current != Some(&base) {
                 mutations.push(Mutation::BaseBackup {
                     value: base,
-                    annotations_exist: req.annotations.is_some(),
+                    annotations_exist: req.has_annotations,
                     was_set: current.is_some(),
                 });
             }
