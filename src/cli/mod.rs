@@ -116,14 +116,15 @@ pub struct BaseEdgeArg {
     pub base_edge: crate::core::BaseEdge,
 }
 
-/// The inventory of an offline command: the documents' objects, or (`--live`) the cluster's.
+/// The inventory of an offline command: the objects in the files (`from_files`), or
+/// (`--live`) the cluster's.
 pub fn inventory(
     inputs: &Inputs,
-    docs: &[crate::load::Document],
+    from_files: crate::core::Index,
     namespace: Option<&str>,
 ) -> anyhow::Result<crate::core::Index> {
     if !inputs.live {
-        return Ok(crate::load::build_index(docs)?);
+        return Ok(from_files);
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {

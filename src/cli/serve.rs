@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::inventory::FreshBackups;
 use crate::inventory::SharedInventory;
 use crate::inventory::live::{self, ApiFresh};
-use crate::load::{build_index, read_documents};
+use crate::load::load;
 use crate::metrics::Metrics;
 use crate::server::admin::{self, Admin, CertificateStatus};
 use crate::server::tls::{ReloadingTls, TlsFiles};
@@ -156,8 +156,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         );
         (shared, Some(watch), Some(Arc::new(ApiFresh::new(client)) as Arc<dyn FreshBackups>))
     } else {
-        let docs = read_documents(&args.inventory)?;
-        let index = build_index(&docs)?;
+        let index = load(&args.inventory, false)?.index;
         let counts = index.counts();
         tracing::info!(
             backups = counts.backups,

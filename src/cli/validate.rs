@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Inputs, ModuleArgs, Output, PolicyArgs};
 use crate::admission::Answer;
 use crate::core::{Index, Operation, Policy, judge};
-use crate::load::{DEFAULT_NAMESPACE, Document, Kind, build_index, kind_of, read_documents};
+use crate::load::{DEFAULT_NAMESPACE, Document, Kind, build_index, kind_of, load};
 use crate::policy_module::{PolicyModule, answer as module_answer};
 
 #[derive(Debug, clap::Args)]
@@ -116,8 +116,9 @@ pub fn create_request(object: &Value) -> Value {
 
 /// Runs the command; returns the process exit code.
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let docs = read_documents(&args.paths)?;
-    let index = super::inventory(&args.inputs, &docs, None)?;
+    let loaded = load(&args.paths, true)?;
+    let (docs, documents) = (loaded.ops_requests, loaded.documents);
+    let index = super::inventory(&args.inputs, loaded.index, None)?;
     let policy = args.policy.policy();
     let verdicts = match args.module.load(&policy, 1, None)? {
         Some(module) => module_verdicts(&docs, Arc::new(index), &module),
@@ -131,7 +132,7 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         }
         Output::Text => {
             if verdicts.is_empty() {
-                eprintln!("pitrguard: no OpsRequest found in {} document(s)", docs.len());
+                eprintln!("pitrguard: no OpsRequest found in {documents} document(s)");
             }
             for v in &verdicts {
                 let word = if v.allowed { "allowed" } else { "denied" };

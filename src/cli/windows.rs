@@ -10,7 +10,7 @@ use crate::core::facts::BackupFacts;
 use crate::core::inventory::Inventory;
 use crate::core::time::format_time;
 use crate::core::window::{bases_in_range, window};
-use crate::load::read_documents;
+use crate::load::load;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -164,8 +164,7 @@ pub fn print(windows: &[BackupWindow], output: Output) -> anyhow::Result<()> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let docs = read_documents(&args.paths)?;
-    let index = super::inventory(&args.inputs, &docs, args.namespace.as_deref())?;
+    let index = super::inventory(&args.inputs, load(&args.paths, false)?.index, args.namespace.as_deref())?;
     let found = windows(&index, args.namespace.as_deref(), args.cluster.as_deref(), args.base_edge.base_edge);
     print(&found, args.inputs.output)?;
     Ok(0)

@@ -11,10 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::facts::{ActionSetFacts, BackupFacts, CandidateMatch, Lineage};
+use super::facts::{ActionSetFacts, BackupFacts, BackupType, CandidateMatch, Lineage};
 
 /// A base backup as the window computations see it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,33 +67,100 @@ pub struct Counts {
     pub clusters: usize,
 }
 
+/// Strings that repeat across Backups (phases, types, backup policies, ActionSets), stored once.
+/// Id 0 is "absent". They are few (per cluster, not per Backup) and kept for the index's life.
+#[derive(Debug, Default)]
+struct Symbols {
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Symbols {
+    fn intern(&mut self, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return 0 };
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let shared: Arc<str> = s.into();
+        self.strings.push(shared.clone());
+        let id = u32::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings");
+        self.ids.insert(shared, id);
+        id
+    }
+
+    fn get(&self, id: u32) -> Option<&str> {
+        id.checked_sub(1).map(|i| &*self.strings[i as usize])
+    }
+
+    fn string(&self, id: u32) -> Option<String> {
+        self.get(id).map(str::to_string)
+    }
+}
+
+/// The lineages (per cluster) of every Backup, stored once.
+#[derive(Debug, Default)]
+struct Lineages {
+    ids: HashMap<Lineage, u32>,
+    all: Vec<Lineage>,
+}
+
+impl Lineages {
+    fn intern(&mut self, l: &Lineage) -> u32 {
+        if let Some(&id) = self.ids.get(l) {
+            return id;
+        }
+        self.all.push(l.clone());
+        let id = u32::try_from(self.all.len() - 1).expect("fewer than 2^32 lineages");
+        self.ids.insert(l.clone(), id);
+        id
+    }
+}
+
+/// One Backup as the index keeps it: [`BackupFacts`] with the repeating strings replaced by
+/// ids, and the name and namespace held by the maps it sits in.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    backup_type: u32,
+    phase: u32,
+    lineage: u32,
+    policy_name: u32,
+    action_set: u32,
+    has_cluster_snapshot: bool,
+}
+
+/// A Backup name, shared by the by-name map and the time-ordered sets.
+type Name = Arc<str>;
+
 #[derive(Debug, Default)]
 struct Namespace {
-    backups: HashMap<String, BackupFacts>,
+    backups: HashMap<Name, Stored>,
     /// Completed Full/Incremental backups with an end, by lineage, sorted by (end, name).
-    bases: BTreeMap<Lineage, BTreeSet<(DateTime<Utc>, String)>>,
+    bases: BTreeMap<Lineage, BTreeSet<(DateTime<Utc>, Name)>>,
     /// Continuous backups by lineage.
-    continuous: BTreeMap<Lineage, BTreeSet<String>>,
+    continuous: BTreeMap<Lineage, BTreeSet<Name>>,
     clusters: HashSet<String>,
 }
 
 impl Namespace {
-    fn index(&mut self, b: &BackupFacts) {
+    fn index(&mut self, b: &BackupFacts, name: &Name) {
         if b.is_base() {
             let end = b.end.expect("is_base implies an end");
-            self.bases.entry(b.lineage.clone()).or_default().insert((end, b.name.clone()));
+            self.bases.entry(b.lineage.clone()).or_default().insert((end, name.clone()));
         }
         if b.is_continuous() {
-            self.continuous.entry(b.lineage.clone()).or_default().insert(b.name.clone());
+            self.continuous.entry(b.lineage.clone()).or_default().insert(name.clone());
         }
     }
 
     fn unindex(&mut self, b: &BackupFacts) {
+        let name: Name = b.name.as_str().into();
         if let Some(end) = b.end.filter(|_| b.is_base()) {
-            remove_from(&mut self.bases, &b.lineage, &(end, b.name.clone()));
+            remove_from(&mut self.bases, &b.lineage, &(end, name.clone()));
         }
         if b.is_continuous() {
-            remove_from(&mut self.continuous, &b.lineage, &b.name);
+            remove_from(&mut self.continuous, &b.lineage, &name);
         }
     }
 
@@ -122,15 +190,15 @@ fn lineage_floor(m: &CandidateMatch) -> Lineage {
 
 /// Entries of `set` with `from <= end <= to`, in (end, name) order.
 fn ending_between(
-    set: &BTreeSet<(DateTime<Utc>, String)>,
+    set: &BTreeSet<(DateTime<Utc>, Name)>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, String)> {
+) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, Name)> {
     let upper = match to.checked_add_signed(chrono::TimeDelta::nanoseconds(1)) {
-        Some(next) => Bound::Excluded((next, String::new())),
+        Some(next) => Bound::Excluded((next, Name::from(""))),
         None => Bound::Unbounded,
     };
-    set.range((Bound::Included((from, String::new())), upper))
+    set.range((Bound::Included((from, Name::from(""))), upper))
 }
 
 fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, value: &V) {
@@ -143,10 +211,16 @@ fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, valu
 }
 
 /// The in-memory inventory.
+///
+/// Compact, because it holds every Backup of a cluster-wide installation: a Backup costs its
+/// name once (shared by the maps), two times and a few ids; the strings that repeat per
+/// cluster (lineage labels, phase, type, policy, ActionSet) are stored once.
 #[derive(Debug, Default)]
 pub struct Index {
     namespaces: HashMap<String, Namespace>,
     action_sets: HashMap<String, ActionSetFacts>,
+    symbols: Symbols,
+    lineages: Lineages,
 }
 
 impl Index {
@@ -154,20 +228,52 @@ impl Index {
         Self::default()
     }
 
+    fn store(&mut self, b: &BackupFacts) -> Stored {
+        let s = &mut self.symbols;
+        Stored {
+            start: b.start,
+            end: b.end,
+            backup_type: s.intern(Some(b.backup_type.as_str())),
+            phase: s.intern(b.phase.as_deref()),
+            lineage: self.lineages.intern(&b.lineage),
+            policy_name: s.intern(b.policy_name.as_deref()),
+            action_set: s.intern(b.action_set.as_deref()),
+            has_cluster_snapshot: b.has_cluster_snapshot,
+        }
+    }
+
+    fn facts(&self, namespace: &str, name: &str, s: &Stored) -> BackupFacts {
+        let sym = &self.symbols;
+        BackupFacts {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            backup_type: BackupType::from_label(sym.get(s.backup_type)),
+            phase: sym.string(s.phase),
+            start: s.start,
+            end: s.end,
+            lineage: self.lineages.all[s.lineage as usize].clone(),
+            policy_name: sym.string(s.policy_name),
+            action_set: sym.string(s.action_set),
+            has_cluster_snapshot: s.has_cluster_snapshot,
+        }
+    }
+
     /// Adds or replaces a Backup.
     pub fn apply_backup(&mut self, b: BackupFacts) {
+        self.delete_backup(&b.namespace, &b.name);
+        let stored = self.store(&b);
         let ns = self.namespaces.entry(b.namespace.clone()).or_default();
-        if let Some(old) = ns.backups.remove(&b.name) {
-            ns.unindex(&old);
-        }
-        ns.index(&b);
-        ns.backups.insert(b.name.clone(), b);
+        let name: Name = b.name.as_str().into();
+        ns.index(&b, &name);
+        ns.backups.insert(name, stored);
     }
 
     pub fn delete_backup(&mut self, namespace: &str, name: &str) {
-        if let Some(ns) = self.namespaces.get_mut(namespace)
-            && let Some(old) = ns.backups.remove(name)
-        {
+        let Some(stored) = self.namespaces.get_mut(namespace).and_then(|ns| ns.backups.remove(name)) else {
+            return;
+        };
+        let old = self.facts(namespace, name, &stored);
+        if let Some(ns) = self.namespaces.get_mut(namespace) {
             ns.unindex(&old);
         }
     }
@@ -227,7 +333,8 @@ impl Index {
 
 impl Inventory for Index {
     fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts> {
-        self.namespaces.get(namespace)?.backups.get(name).cloned()
+        let (name, stored) = self.namespaces.get(namespace)?.backups.get_key_value(name)?;
+        Some(self.facts(namespace, name, stored))
     }
 
     fn action_set(&self, name: &str) -> Option<ActionSetFacts> {
@@ -246,19 +353,20 @@ impl Inventory for Index {
             return Vec::new();
         }
         let m = s.candidate_match();
+        let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.to_string() };
         let mut found: Vec<BaseRef> = Vec::new();
         for set in Namespace::groups(&ns.bases, &m) {
             let mut range = ending_between(set, from, to);
             let hit = match pick {
                 Pick::All => {
-                    found.extend(range.map(|(end, name)| BaseRef { end: *end, name: name.clone() }));
+                    found.extend(range.map(base));
                     continue;
                 }
                 Pick::Earliest => range.next(),
                 // The last entry has the latest end but the largest name among ties.
                 Pick::Latest => range.next_back().and_then(|(end, _)| ending_between(set, *end, *end).next()),
             };
-            found.extend(hit.map(|(end, name)| BaseRef { end: *end, name: name.clone() }));
+            found.extend(hit.map(base));
         }
         found.sort();
         match pick {
@@ -275,7 +383,7 @@ impl Inventory for Index {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Vec::new();
         };
-        let mut names: Vec<String> = Namespace::groups(&ns.continuous, m).flatten().cloned().collect();
+        let mut names: Vec<String> = Namespace::groups(&ns.continuous, m).flatten().map(|n| n.to_string()).collect();
         names.sort();
         names
     }
@@ -283,15 +391,23 @@ impl Inventory for Index {
     fn continuous_backups(&self) -> Vec<BackupFacts> {
         let mut out: Vec<BackupFacts> = self
             .namespaces
-            .values()
-            .flat_map(|ns| ns.continuous.values().flatten().filter_map(|n| ns.backups.get(n)).cloned())
+            .iter()
+            .flat_map(|(namespace, ns)| {
+                ns.continuous.values().flatten().filter_map(move |n| {
+                    let (name, stored) = ns.backups.get_key_value(n)?;
+                    Some(self.facts(namespace, name, stored))
+                })
+            })
             .collect();
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         out
     }
 
     fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts)) {
-        self.namespaces.get(namespace).into_iter().flat_map(|ns| ns.backups.values()).for_each(f);
+        let Some(ns) = self.namespaces.get(namespace) else { return };
+        for (name, stored) in &ns.backups {
+            f(&self.facts(namespace, name, stored));
+        }
     }
 }
 
