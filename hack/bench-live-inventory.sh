@@ -68,7 +68,7 @@ echo "== control plane (tools/testcp/up.sh)" >&2
 tools/testcp/up.sh "$CP"
 # shellcheck disable=SC1091
 source "$CP/env" # KUBECONFIG, TESTCP_API_URL, TESTCP_CA, TESTCP_TOKEN, TESTCP_KUBECTL
-export BIN WORK KUBECONFIG TESTCP_API_URL TESTCP_CA TESTCP_TOKEN TESTCP_KUBECTL
+export REPO BIN WORK KUBECONFIG TESTCP_API_URL TESTCP_CA TESTCP_TOKEN TESTCP_KUBECTL
 
 cat >"$WORK/bench.py" <<'PY'
 """Driver of hack/bench-live-inventory.sh: creates the Backups, starts and measures pitrguard, writes BENCHMARKS.md."""
@@ -81,9 +81,7 @@ BIN, WORK, CMD = os.environ["BIN"], os.environ["WORK"], os.environ["CMD"]
 API = urlsplit(os.environ["TESTCP_API_URL"])
 TOKEN = os.environ["TESTCP_TOKEN"]
 SSL = ssl.create_default_context(cafile=os.environ["TESTCP_CA"])
-PER_CLUSTER = 50
 GROUP = "/apis/dataprotection.kubeblocks.io/v1alpha1"
-T0 = datetime.datetime(2024, 5, 7, tzinfo=datetime.timezone.utc)
 
 
 def log(*a):
@@ -133,116 +131,15 @@ class Api:
             raise RuntimeError(f"{method} {path}: HTTP {resp.status}: {text[:500]!r}")
 
 
-# --- realistic Backups -----------------------------------------------------------------------------
+# --- realistic Backups (hack/benchlib.py) ---------------------------------------------------------
 
-def ts(t):
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def cluster_uid(c):
-    return f"6f1c6e1d-{c:04x}-4000-8000-{c:012x}"
-
-
-def cluster_snapshot(ns, c):
-    """What KubeBlocks keeps of the Cluster in the kubeblocks.io/cluster-snapshot annotation (~2 KB)."""
-    name = f"pg-{c:03d}"
-    snap = {
-        "metadata": {
-            "name": name, "namespace": ns, "uid": cluster_uid(c), "resourceVersion": str(100000 + c), "generation": 3,
-            "creationTimestamp": ts(T0 - datetime.timedelta(days=3)),
-            "labels": {"app.kubernetes.io/instance": name, "clusterdefinition.kubeblocks.io/name": "postgresql",
-                       "clusterversion.kubeblocks.io/name": ""},
-            "annotations": {"kubeblocks.io/crd-api-version": "apps.kubeblocks.io/v1",
-                            "kubeblocks.io/ops-request": ""},
-            "finalizers": ["cluster.kubeblocks.io/finalizer"],
-        },
-        "spec": {
-            "clusterDef": "postgresql", "topology": "replication", "terminationPolicy": "Delete",
-            "componentSpecs": [{
-                "name": "postgresql", "componentDef": "postgresql-16-1.0.0", "serviceVersion": "16.4.0",
-                "labels": {"apps.kubeblocks.postgres.patroni/scope": f"{name}-postgresql"},
-                "replicas": 2, "disableExporter": False,
-                "resources": {"limits": {"cpu": "2", "memory": "4Gi"}, "requests": {"cpu": "1", "memory": "2Gi"}},
-                "volumeClaimTemplates": [{"name": "data", "spec": {
-                    "accessModes": ["ReadWriteOnce"], "storageClassName": "standard-rwo",
-                    "resources": {"requests": {"storage": "50Gi"}}}}],
-                "systemAccounts": [{"name": "postgres", "passwordConfig": {"length": 16, "numDigits": 4,
-                                                                           "numSymbols": 0, "letterCase": "MixedCases"}}],
-                "env": [{"name": "PGTZ", "value": "UTC"}, {"name": "ALLOW_NOSSL", "value": "true"}],
-                "schedulingPolicy": {"tolerations": [{"key": "kb-data", "operator": "Equal", "value": "true",
-                                                      "effect": "NoSchedule"}],
-                                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                                         "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                                                            "labelSelector": {"matchLabels": {
-                                                                                "app.kubernetes.io/instance": name,
-                                                                                "apps.kubeblocks.io/component-name": "postgresql"}}}}]}}},
-                "serviceAccountName": f"kb-{name}",
-                "instanceUpdateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"replicas": 1}},
-            }],
-            "services": [{"name": "postgresql", "serviceName": "postgresql", "componentSelector": "postgresql",
-                          "spec": {"type": "ClusterIP", "ports": [{"name": "tcp-postgresql", "port": 5432,
-                                                                   "targetPort": "tcp-postgresql"}]}}],
-            "backup": {"enabled": True, "retentionPeriod": "7d", "method": "pg-basebackup", "cronExpression": "0 18 * * *",
-                       "pitrEnabled": True, "continuousMethod": "archive-wal", "repoName": "s3-repo"},
-        },
-    }
-    return json.dumps(snap, separators=(",", ":"))
+sys.path.insert(0, os.path.join(os.environ["REPO"], "hack"))
+import benchlib  # noqa: E402
+from benchlib import PER_CLUSTER, cluster_snapshot  # noqa: E402
 
 
 def backup(i):
-    """The i-th Backup: clusters of 50 (one continuous, 49 full backups every 30 minutes)."""
-    c, k = divmod(i, PER_CLUSTER)
-    ns = f"bench-{c % NAMESPACES}"
-    cluster = f"pg-{c:03d}"
-    continuous = k == 0
-    method = "archive-wal" if continuous else "pg-basebackup"
-    if continuous:
-        start, end, phase = T0, T0 + datetime.timedelta(hours=25), "Running"
-        name = f"{cluster}-postgresql-archive-wal"
-    else:
-        end = T0 + datetime.timedelta(minutes=30 * k + 5)
-        start, phase = end - datetime.timedelta(minutes=5), "Completed"
-        name = f"{cluster}-postgresql-pg-basebackup-{start:%Y%m%d%H%M%S}"
-    policy = f"{cluster}-postgresql-backup-policy"
-    obj = {
-        "apiVersion": "dataprotection.kubeblocks.io/v1alpha1",
-        "kind": "Backup",
-        "metadata": {
-            "name": name, "namespace": ns,
-            "labels": {
-                "app.kubernetes.io/instance": cluster,
-                "app.kubernetes.io/managed-by": "kubeblocks-dataprotection",
-                "apps.kubeblocks.io/component-name": "postgresql",
-                "dataprotection.kubeblocks.io/backup-policy": policy,
-                "dataprotection.kubeblocks.io/backup-repo-name": "s3-repo",
-                "dataprotection.kubeblocks.io/backup-type": "Continuous" if continuous else "Full",
-                "dataprotection.kubeblocks.io/cluster-uid": cluster_uid(c),
-            },
-            "annotations": {
-                "kubeblocks.io/cluster-snapshot": cluster_snapshot(ns, c),
-                "dataprotection.kubeblocks.io/target-pod-name": f"{cluster}-postgresql-0",
-            },
-        },
-        "spec": {"backupPolicyName": policy, "backupMethod": method, "deletionPolicy": "Delete",
-                 "retentionPeriod": "8d" if continuous else "7d"},
-    }
-    status = {"status": {
-        "phase": phase,
-        "timeRange": {"start": ts(start), "end": ts(end)},
-        "startTimestamp": ts(start),
-        "completionTimestamp": ts(end),
-        "backupRepoName": "s3-repo",
-        "path": f"/{ns}/{cluster}-{cluster_uid(c)}/postgresql/{name}",
-        "totalSize": "1287Mi" if not continuous else "312Mi",
-        "formatVersion": "0.1.0",
-        "backupMethod": {"name": method,
-                         "actionSetName": "postgresql-for-pitr" if continuous else "postgresql-basebackup",
-                         "snapshotVolumes": False,
-                         "targetVolumes": {"volumeMounts": [{"name": "data", "mountPath": "/home/postgres/pgdata"}]}},
-    }}
-    if not continuous:
-        status["status"]["duration"] = "5m0s"
-    return ns, name, obj, status
+    return benchlib.backup(i, NAMESPACES)
 
 
 def create(n):
@@ -303,93 +200,13 @@ def create(n):
 
 # --- pitrguard -------------------------------------------------------------------------------------
 
-def free_ports(k):
-    socks = [socket.socket() for _ in range(k)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
-
-
-def proc_status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
-                out[key] = int(value.split()[0])
-    return out
-
-
 def measure(label, expected_backups):
     """Starts `pitrguard serve` in live mode, measures start-to-ready and memory, checks /metrics, stops it."""
-    port, admin = free_ports(2)
     run_dir = os.path.join(WORK, f"run-{label}")
-    os.makedirs(run_dir)
-    logf = open(os.path.join(run_dir, "pitrguard.log"), "w")
-    args = [BIN, "serve", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-            "--dev-certs-dir", os.path.join(run_dir, "dev-certs")]
-    env = dict(os.environ, RUST_LOG="info")
-    started = time.monotonic()
-    proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
-    with open(os.path.join(WORK, "pitrguard.pid"), "w") as f:
-        f.write(str(proc.pid))
-    try:
-        polls = 0
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"pitrguard exited with {proc.returncode} before ready:\n{tail(run_dir)}")
-            try:
-                polls += 1
-                if get(admin, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() - started > 600:
-                raise SystemExit(f"pitrguard not ready after 600s:\n{tail(run_dir)}")
-            time.sleep(0.05)
-        ready = time.monotonic() - started
-        mem = proc_status(proc.pid)
-        status, metrics = get(admin, "/metrics")
-        m = re.search(r'^pitrguard_inventory_objects\{kind="Backup"\} (\d+)$', metrics, re.M)
-        if status != 200 or not m:
-            raise SystemExit(f"/metrics: HTTP {status}, no pitrguard_inventory_objects{{kind=\"Backup\"}}:\n{metrics}")
-        if int(m.group(1)) != expected_backups:
-            raise SystemExit(f"/metrics shows {m.group(0)!r}, expected {expected_backups} Backups")
-        stop = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=60)
-        stopped = time.monotonic() - stop
-        if rc != 0:
-            raise SystemExit(f"pitrguard exited with {rc} after SIGTERM:\n{tail(run_dir)}")
-        r = {"label": label, "backups": expected_backups, "ready_s": ready, "rss_kib": mem["VmRSS"],
-             "hwm_kib": mem["VmHWM"], "threads": mem["Threads"], "stop_s": stopped, "polls": polls}
-        log(f"{label}: ready in {ready:.2f}s, VmRSS {mem['VmRSS'] / 1024:.1f} MiB, VmHWM {mem['VmHWM'] / 1024:.1f} MiB, "
-            f"{m.group(0)}, stopped {stopped:.2f}s after SIGTERM")
-        return r
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        logf.close()
-        os.remove(os.path.join(WORK, "pitrguard.pid"))
-
-
-def tail(run_dir):
-    with open(os.path.join(run_dir, "pitrguard.log")) as f:
-        return "".join(f.readlines()[-30:])
+    r = benchlib.measure_serve(BIN, [], run_dir, expected_backups, pid_file=os.path.join(WORK, "pitrguard.pid"))
+    log(f"{label}: ready in {r['ready_s']:.2f}s, VmRSS {r['rss_kib'] / 1024:.1f} MiB, VmHWM {r['hwm_kib'] / 1024:.1f} MiB, "
+        f"{r['backups']} Backups in /metrics, stopped {r['stop_s']:.2f}s after SIGTERM")
+    return dict(r, label=label)
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -461,22 +278,8 @@ def report(base, runs, create_s, obj_bytes, load_before, load_after):
 
 
 def write_section(section):
-    path = os.path.join(os.getcwd(), "BENCHMARKS.md")
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-    else:
-        text = "# Benchmarks\n\nEvery figure here comes with the command that reproduces it.\n"
-    b, e = text.find("<!-- live:begin -->"), text.find("<!-- live:end -->")
-    if 0 <= b < e:
-        text = text[:b] + section + text[e + len("<!-- live:end -->"):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path + ".bench-live.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    log(f"written to {path}")
+    benchlib.write_section("live", section)
+    log("written to BENCHMARKS.md")
 
 
 def main():

@@ -6,9 +6,12 @@
 //! index one at a time, so an export of 100 000 Backups is never held whole,
 //! neither as text nor as a tree. See [`load`].
 
+mod json_list;
+mod yaml_list;
+
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -85,36 +88,192 @@ pub struct Loaded {
 
 /// Reads every document under `paths` like [`read_documents`], folding each into the index as
 /// it is read. Only OpsRequests are kept as objects, and only with `keep_ops_requests`.
+///
+/// One thread reads; every core decodes (YAML and JSON parsing is most of the cost); this thread
+/// folds the results into the index in input order, so that a later copy of a Backup wins and the
+/// first error in the input is the one reported, as when read one by one. Units travel in
+/// batches (fewer hand-overs between threads), and bounded channels keep what is in flight to
+/// a few hundred items.
 pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded::default();
-    for_each_document(paths, &mut |doc| {
-        loaded.documents += 1;
-        fold(&mut loaded.index, &doc)?;
-        if keep_ops_requests && kind_of(&doc.value) == Kind::OpsRequest {
-            loaded.ops_requests.push(doc);
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::sync_channel;
+    use std::sync::{Arc, Mutex};
+
+    /// Batches in flight in each channel, and units per batch.
+    const IN_FLIGHT: usize = 8;
+    const BATCH: usize = 32;
+    let decoders = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (units, to_decode) = sync_channel::<(u64, Vec<Unit>)>(IN_FLIGHT);
+        let (decoded, results) = sync_channel::<(u64, Result<Vec<Folded>, LoadError>)>(IN_FLIGHT);
+        let to_decode = Arc::new(Mutex::new(to_decode));
+        for _ in 0..decoders {
+            let (to_decode, decoded) = (to_decode.clone(), decoded.clone());
+            scope.spawn(move || {
+                loop {
+                    let next = to_decode.lock().expect("a decoder never panics holding the lock").recv();
+                    let Ok((seq, batch)) = next else { return };
+                    let folded = batch
+                        .into_iter()
+                        .map(|unit| unit.decode().and_then(|docs| docs.into_iter().map(classify).collect()))
+                        .collect::<Result<Vec<Vec<Folded>>, _>>()
+                        .map(|all| all.into_iter().flatten().collect());
+                    if decoded.send((seq, folded)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        Ok(())
-    })?;
-    Ok(loaded)
+        drop(decoded);
+        let stop = &stop;
+        let reader = scope.spawn(move || {
+            let (mut seq, mut batch) = (0u64, Vec::with_capacity(BATCH));
+            let mut send = |batch: &mut Vec<Unit>| -> Result<(), LoadError> {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(LoadError::new("-", "stopped"));
+                }
+                let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                units.send((seq, full)).map_err(|_| LoadError::new("-", "stopped"))?;
+                seq += 1;
+                Ok(())
+            };
+            produce(paths, &mut |unit| {
+                batch.push(unit);
+                if batch.len() == BATCH { send(&mut batch) } else { Ok(()) }
+            })?;
+            if batch.is_empty() { Ok(()) } else { send(&mut batch) }
+        });
+
+        let mut loaded = Loaded::default();
+        let mut error = None;
+        let (mut next, mut waiting) = (0u64, BTreeMap::new());
+        for (seq, result) in results {
+            waiting.insert(seq, result);
+            while let Some(result) = waiting.remove(&next) {
+                next += 1;
+                match result {
+                    _ if error.is_some() => {}
+                    Ok(items) => {
+                        for item in items {
+                            loaded.documents += 1;
+                            let kept = keep_ops_requests.then_some(&mut loaded.ops_requests);
+                            apply(&mut loaded.index, item, kept);
+                        }
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        error = Some(e);
+                    }
+                }
+            }
+        }
+        // An error found while decoding comes earlier in the input than one the reader hit later.
+        let read = reader.join().expect("the reader does not panic");
+        match (error, read) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(loaded),
+        }
+    })
+}
+
+/// A document as the index takes it.
+pub enum Folded {
+    Backup(BackupFacts),
+    ActionSet(ActionSetFacts),
+    /// (namespace, name)
+    Cluster(String, String),
+    OpsRequest(Document),
+    Other,
+}
+
+/// What `doc` is to the index, decoded.
+pub fn classify(doc: Document) -> Result<Folded, LoadError> {
+    Ok(match kind_of(&doc.value) {
+        Kind::Backup => {
+            let b: Backup = decode(&doc)?;
+            Folded::Backup(BackupFacts::from_backup(&b, DEFAULT_NAMESPACE))
+        }
+        Kind::ActionSet => Folded::ActionSet(ActionSetFacts::from_action_set(&decode::<ActionSet>(&doc)?)),
+        Kind::Cluster => {
+            let meta = doc.value.get("metadata");
+            let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+            let name = field("name").ok_or_else(|| LoadError::new(&doc.origin, "Cluster without metadata.name"))?;
+            Folded::Cluster(field("namespace").unwrap_or(DEFAULT_NAMESPACE).to_string(), name.to_string())
+        }
+        Kind::OpsRequest => Folded::OpsRequest(doc),
+        Kind::Other => Folded::Other,
+    })
+}
+
+/// Adds `item` to the index; an OpsRequest goes to `ops_requests` when given.
+fn apply(index: &mut Index, item: Folded, ops_requests: Option<&mut Vec<Document>>) {
+    match item {
+        Folded::Backup(b) => index.apply_backup(b),
+        Folded::ActionSet(a) => index.apply_action_set(a),
+        Folded::Cluster(namespace, name) => index.apply_cluster(&namespace, &name),
+        Folded::OpsRequest(doc) => {
+            if let Some(kept) = ops_requests {
+                kept.push(doc);
+            }
+        }
+        Folded::Other => {}
+    }
 }
 
 type Visit<'a> = dyn FnMut(Document) -> Result<(), LoadError> + 'a;
 
 /// Calls `visit` with every document under `paths`, the items of a List one by one.
 pub fn for_each_document(paths: &[PathBuf], visit: &mut Visit<'_>) -> Result<(), LoadError> {
+    produce(paths, &mut |unit| unit.decode()?.into_iter().try_for_each(&mut *visit))
+}
+
+/// A piece of the input read but not yet decoded. Readers hand these on, so that decoding
+/// (most of the cost) can run on every core while the file is still being read.
+pub enum Unit {
+    /// A document, or an item of a List, already decoded (files read whole).
+    Decoded(Document),
+    /// One entry of a `kubectl get -o yaml` List: its lines, a one-entry YAML sequence.
+    YamlEntry { origin: Origin, text: String, first_line: usize },
+    /// One item of a JSON List, as its text.
+    JsonItem { origin: Origin, text: String },
+}
+
+impl Unit {
+    pub fn decode(self) -> Result<Vec<Document>, LoadError> {
+        match self {
+            Unit::Decoded(doc) => Ok(vec![doc]),
+            Unit::YamlEntry { origin, text, first_line } => {
+                let entries: Vec<Value> = serde_yaml::from_str(&text)
+                    .map_err(|e| LoadError::new(&origin, format!("{e} (the item starts at line {first_line})")))?;
+                Ok(entries.into_iter().map(|value| Document { origin: origin.clone(), value }).collect())
+            }
+            Unit::JsonItem { origin, text } => {
+                let value = serde_json::from_str(&text).map_err(|e| LoadError::new(&origin, e))?;
+                Ok(vec![Document { origin, value }])
+            }
+        }
+    }
+}
+
+type Sink<'a> = dyn FnMut(Unit) -> Result<(), LoadError> + 'a;
+
+/// Hands every document under `paths` to `sink`, in order.
+fn produce(paths: &[PathBuf], sink: &mut Sink<'_>) -> Result<(), LoadError> {
     let mut seen = Seen::default();
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
             std::io::stdin().read_to_string(&mut text).map_err(|e| LoadError::new("-", e))?;
-            parse_str("-", &text, false, visit)?;
+            parse_str("-", &text, false, sink)?;
             continue;
         }
         let meta = std::fs::metadata(path).map_err(|e| LoadError::new(path.display(), e))?;
         let files = if meta.is_dir() { walk(path, &mut seen)? } else { vec![path.clone()] };
         for file in files {
             if seen.first_visit(&file)? {
-                read_file(&file, visit)?;
+                read_file(&file, sink)?;
             }
         }
     }
@@ -153,55 +312,55 @@ fn walk(dir: &Path, seen: &mut Seen) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, LoadError> {
+fn open_buffered(path: &Path) -> Result<BufReader<File>, LoadError> {
     Ok(BufReader::with_capacity(1 << 16, File::open(path).map_err(|e| LoadError::new(path.display(), e))?))
 }
 
-fn read_file(path: &Path, visit: &mut Visit<'_>) -> Result<(), LoadError> {
+fn read_file(path: &Path, sink: &mut Sink<'_>) -> Result<(), LoadError> {
     let name = path.display().to_string();
     let json = path.extension().is_some_and(|e| e == "json");
     // A List is streamed item by item; anything else is small enough to read whole.
-    let streamed = if json { stream_json_list(path, &name, visit)? } else { stream_yaml_list(path, &name, visit)? };
+    let streamed = if json { json_list::stream(path, &name, sink)? } else { yaml_list::stream(path, &name, sink)? };
     if streamed {
         return Ok(());
     }
     let bytes = std::fs::read(path).map_err(|e| LoadError::new(&name, e))?;
     let text = String::from_utf8(bytes).map_err(|e| LoadError::new(&name, format!("not UTF-8: {e}")))?;
-    parse_str(&name, &text, json, visit)
+    parse_str(&name, &text, json, sink)
 }
 
 /// Splits `text` into documents: one JSON value, or a YAML stream.
 pub fn parse_text(file: &str, text: &str, json: bool, docs: &mut Vec<Document>) -> Result<(), LoadError> {
-    parse_str(file, text, json, &mut |doc| {
-        docs.push(doc);
+    parse_str(file, text, json, &mut |unit| {
+        docs.extend(unit.decode()?);
         Ok(())
     })
 }
 
-fn parse_str(file: &str, text: &str, json: bool, visit: &mut Visit<'_>) -> Result<(), LoadError> {
+fn parse_str(file: &str, text: &str, json: bool, sink: &mut Sink<'_>) -> Result<(), LoadError> {
     if json {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| LoadError::new(Origin { file: file.into(), document: 1, item: None }, e))?;
-        return push(file, 1, value, visit);
+        return push(file, 1, value, sink);
     }
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let origin = Origin { file: file.into(), document: i + 1, item: None };
         let value = Value::deserialize(doc).map_err(|e| LoadError::new(&origin, e))?;
-        push(file, i + 1, value, visit)?;
+        push(file, i + 1, value, sink)?;
     }
     Ok(())
 }
 
-fn is_list(kind: Option<&str>) -> bool {
+pub(crate) fn is_list(kind: Option<&str>) -> bool {
     kind.is_some_and(|k| k.ends_with("List"))
 }
 
 /// Visits a document, or the items of a `kind: List`; empty documents are skipped.
-fn push(file: &str, document: usize, mut value: Value, visit: &mut Visit<'_>) -> Result<(), LoadError> {
+fn push(file: &str, document: usize, mut value: Value, sink: &mut Sink<'_>) -> Result<(), LoadError> {
     let origin = |item| Origin { file: file.into(), document, item };
     if !is_list(value.get("kind").and_then(Value::as_str)) {
         if !value.is_null() {
-            visit(Document { origin: origin(None), value })?;
+            sink(Unit::Decoded(Document { origin: origin(None), value }))?;
         }
         return Ok(());
     }
@@ -210,161 +369,9 @@ fn push(file: &str, document: usize, mut value: Value, visit: &mut Visit<'_>) ->
         Some(Value::Array(items)) => items
             .into_iter()
             .enumerate()
-            .try_for_each(|(i, value)| visit(Document { origin: origin(Some(i + 1)), value })),
+            .try_for_each(|(i, value)| sink(Unit::Decoded(Document { origin: origin(Some(i + 1)), value }))),
         Some(_) => Err(LoadError::new(origin(None), "items: not an array of objects")),
     }
-}
-
-/// A JSON file whose top-level `kind` ends in `List`: streams its `items`. Two passes over the
-/// file, because `kubectl get -o json` writes `items` before `kind`. `false`: not such a file.
-fn stream_json_list(path: &Path, name: &str, visit: &mut Visit<'_>) -> Result<bool, LoadError> {
-    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-    #[derive(Deserialize)]
-    struct TopKind {
-        #[serde(default)]
-        kind: Option<Value>,
-    }
-    let origin = |item: Option<usize>| Origin { file: name.into(), document: 1, item };
-    let mut de = serde_json::Deserializer::from_reader(open(path)?);
-    // Syntax errors are left to the whole-file read, which reports them with their position.
-    let Ok(top) = TopKind::deserialize(&mut de) else { return Ok(false) };
-    if !is_list(top.kind.as_ref().and_then(Value::as_str)) {
-        return Ok(false);
-    }
-
-    struct Items<'v, 'a> {
-        name: &'v str,
-        visit: &'v mut Visit<'a>,
-        error: Option<LoadError>,
-    }
-    /// The List object: `items` is streamed, everything else skipped.
-    impl<'de> Visitor<'de> for &mut Items<'_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a List")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "items" {
-                    map.next_value_seed(ItemsSeed(&mut *self))?;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(())
-        }
-    }
-    /// `items`: null, or an array whose elements are visited one by one.
-    struct ItemsSeed<'i, 'v, 'a>(&'i mut Items<'v, 'a>);
-    impl<'de> DeserializeSeed<'de> for ItemsSeed<'_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_option(self)
-        }
-    }
-    impl<'de> Visitor<'de> for ItemsSeed<'_, '_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("items: an array of objects")
-        }
-        fn visit_none<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_seq(self)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let items = self.0;
-            let mut n = 0;
-            while let Some(item) = seq.next_element::<Value>()? {
-                n += 1;
-                let origin = Origin { file: items.name.into(), document: 1, item: Some(n) };
-                if let Err(e) = (items.visit)(Document { origin, value: item }) {
-                    items.error = Some(e);
-                    return Err(serde::de::Error::custom("stopped"));
-                }
-            }
-            Ok(())
-        }
-    }
-
-    let mut items = Items { name, visit, error: None };
-    let mut de = serde_json::Deserializer::from_reader(open(path)?);
-    let result = serde::Deserializer::deserialize_map(&mut de, &mut items).and_then(|()| de.end());
-    match (items.error, result) {
-        (Some(e), _) => Err(e),
-        (None, Err(e)) => Err(LoadError::new(origin(None), e)),
-        (None, Ok(())) => Ok(true),
-    }
-}
-
-/// A YAML file that is one List document as `kubectl get -o yaml` writes it (a top-level
-/// `kind: ...List`, and `items:` whose entries start with `- ` in the first column): streams
-/// its items, each parsed on its own. `false`: any other file, read whole instead.
-///
-/// An entry ends at the next line that is neither empty, nor indented, nor a comment: YAML
-/// keeps everything inside an entry indented, block scalars included.
-fn stream_yaml_list(path: &Path, name: &str, visit: &mut Visit<'_>) -> Result<bool, LoadError> {
-    let lines = |path: &Path| -> Result<_, LoadError> {
-        let name = name.to_string();
-        Ok(open(path)?.lines().map(move |l| l.map_err(|e| LoadError::new(&name, e))))
-    };
-    // Pass 1: is this one document with a top-level `kind: ...List` and column-0 items?
-    let (mut list, mut items_at_column_0, mut after_items) = (false, false, false);
-    for (i, line) in lines(path)?.enumerate() {
-        let Ok(line) = line else { return Ok(false) }; // e.g. not UTF-8: the general reader says so
-        if line.starts_with("---") && i > 0 || line.starts_with("...") || line.starts_with('%') {
-            return Ok(false); // several documents, or directives: the general reader
-        }
-        if after_items && !line.trim().is_empty() && !line.starts_with('#') {
-            items_at_column_0 = line == "-" || line.starts_with("- ");
-            after_items = false;
-        }
-        if line.trim_end() == "items:" {
-            after_items = true;
-        } else if let Some(kind) = line.strip_prefix("kind:") {
-            list = is_list(Some(kind.trim().trim_matches(|c| c == '"' || c == '\'')));
-        }
-    }
-    if !(list && items_at_column_0) {
-        return Ok(false);
-    }
-    // Pass 2: each entry's lines, parsed as a one-entry sequence.
-    let (mut chunk, mut n, mut in_items, mut first_line) = (String::new(), 0usize, false, 0usize);
-    let mut flush = |chunk: &mut String, n: usize, first_line: usize| -> Result<(), LoadError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        let origin = Origin { file: name.into(), document: 1, item: Some(n) };
-        let entries: Vec<Value> = serde_yaml::from_str(chunk)
-            .map_err(|e| LoadError::new(&origin, format!("{e} (the item starts at line {first_line})")))?;
-        chunk.clear();
-        for value in entries {
-            visit(Document { origin: origin.clone(), value })?;
-        }
-        Ok(())
-    };
-    for (i, line) in lines(path)?.enumerate() {
-        let line = line?;
-        let column_0 = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
-        if column_0 {
-            flush(&mut chunk, n, first_line)?;
-            let entry = line == "-" || line.starts_with("- ");
-            in_items = entry || line.trim_end() == "items:";
-            if !entry {
-                continue;
-            }
-            n += 1;
-            first_line = i + 1;
-        }
-        if in_items && (column_0 || !chunk.is_empty()) {
-            chunk.push_str(&line);
-            chunk.push('\n');
-        }
-    }
-    flush(&mut chunk, n, first_line)?;
-    Ok(true)
 }
 
 /// What a document is to pitrguard.
@@ -393,31 +400,9 @@ pub fn kind_of(value: &Value) -> Kind {
 pub fn build_index(docs: &[Document]) -> Result<Index, LoadError> {
     let mut index = Index::new();
     for doc in docs {
-        fold(&mut index, doc)?;
+        apply(&mut index, classify(doc.clone())?, None);
     }
     Ok(index)
-}
-
-/// Adds a document's object to the index, when it is a kind the rules read.
-fn fold(index: &mut Index, doc: &Document) -> Result<(), LoadError> {
-    match kind_of(&doc.value) {
-        Kind::Backup => {
-            let b: Backup = decode(doc)?;
-            index.apply_backup(BackupFacts::from_backup(&b, DEFAULT_NAMESPACE));
-        }
-        Kind::ActionSet => {
-            let a: ActionSet = decode(doc)?;
-            index.apply_action_set(ActionSetFacts::from_action_set(&a));
-        }
-        Kind::Cluster => {
-            let meta = doc.value.get("metadata");
-            let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
-            let name = field("name").ok_or_else(|| LoadError::new(&doc.origin, "Cluster without metadata.name"))?;
-            index.apply_cluster(field("namespace").unwrap_or(DEFAULT_NAMESPACE), name);
-        }
-        Kind::OpsRequest | Kind::Other => {}
-    }
-    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T, LoadError> {
@@ -481,8 +466,9 @@ metadata:
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
         std::fs::write(&path, KUBECTL_LIST).unwrap();
-        let done = stream_yaml_list(&path, name, &mut |d| {
-            streamed.push(d);
+        let done = yaml_list::stream(&path, name, &mut |unit| {
+            assert!(matches!(unit, Unit::YamlEntry { .. }), "an entry is handed on as text");
+            streamed.extend(unit.decode()?);
             Ok(())
         });
         assert!(done.unwrap(), "the kubectl layout is streamed");
@@ -512,17 +498,25 @@ metadata:
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("x.yaml");
             std::fs::write(&path, text).unwrap();
-            assert!(!stream_yaml_list(&path, "x.yaml", &mut |_| Ok(())).unwrap(), "{text}");
+            assert!(!yaml_list::stream(&path, "x.yaml", &mut |_| Ok(())).unwrap(), "{text}");
             assert_eq!(read("x.yaml", text).unwrap(), whole("x.yaml", text), "{text}");
         }
     }
 
     #[test]
     fn a_json_list_is_streamed_even_with_items_before_kind() {
-        let text = r#"{"apiVersion": "v1", "items": [{"kind": "Backup", "metadata": {"name": "a"}}, {"kind": "Cluster"}],
-                      "kind": "List", "metadata": {}}"#;
-        let streamed = read("list.json", text).unwrap();
-        assert_eq!(streamed, whole("list.json", text));
+        // Strings with quotes, brackets and backslashes, numbers, nesting, and an item far larger
+        // than the reader's buffer, with escapes across its boundaries.
+        let big = "\\\"]}{[".repeat(40_000);
+        let text = format!(
+            r#"{{"apiVersion": "v1", "items": [{{"kind": "Backup", "metadata": {{"name": "a", "annotations":
+                {{"x": "}}]\"\\", "big": "{big}"}}}}, "n": [1, 2.5e3, -0, true, null, [[]], {{}}]}},
+                {{"kind":"Cluster"}} ,"text",  7 ],
+                "kind": "List", "metadata": {{"resourceVersion": ""}}}}"#
+        );
+        let streamed = read("list.json", &text).unwrap();
+        assert_eq!(streamed, whole("list.json", &text));
+        assert_eq!(streamed.len(), 4);
         assert_eq!(streamed[1].origin.to_string(), "list.json: document 1, item 2");
         let empty = r#"{"kind": "List", "items": null}"#;
         assert_eq!(read("empty.json", empty).unwrap(), vec![]);
@@ -535,7 +529,10 @@ metadata:
         assert!(e.contains("bad.yaml: document 1, item 2: ") && e.contains("the item starts at line 4"), "{e}");
         let json = r#"{"kind": "List", "items": [{"kind": "Backup"}, {"kind": tru}]}"#;
         let e = read("bad.json", json).unwrap_err().to_string();
-        assert!(e.contains("bad.json: document 1: "), "{e}");
+        assert!(e.contains("bad.json: document 1, item 2: "), "{e}");
+        let skeleton = r#"{"kind": "List", "items": [{"kind": "Backup"} {"kind": "Backup"}]}"#;
+        let e = read("skeleton.json", skeleton).unwrap_err().to_string();
+        assert!(e.contains("skeleton.json: document 1: expected `,` or `]` after item 1 at line 1"), "{e}");
         let not_array = r#"{"kind": "List", "items": {"kind": "Backup"}}"#;
         let e = read("odd.json", not_array).unwrap_err().to_string();
         assert!(e.contains("odd.json: document 1: ") && e.contains("items"), "{e}");
@@ -553,5 +550,34 @@ metadata:
         std::fs::write(&path, text).unwrap();
         let loaded = load(&[path], true).unwrap();
         assert_eq!((loaded.documents, loaded.ops_requests.len(), loaded.index.counts().backups), (2, 1, 1));
+    }
+
+    #[test]
+    fn load_reports_the_first_error_in_the_input_and_keeps_the_last_copy_of_a_backup() {
+        let entry = |i: usize, phase: &str| {
+            format!(
+                "- apiVersion: dataprotection.kubeblocks.io/v1alpha1\n  kind: Backup\n  metadata: {{name: b{i}, namespace: demo}}\n  \
+                 spec: {{}}\n  status: {{phase: {phase}}}\n"
+            )
+        };
+        let list = |entries: Vec<String>| format!("apiVersion: v1\nitems:\n{}kind: List\n", entries.concat());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("many.yaml");
+
+        let mut entries: Vec<String> = (0..600).map(|i| entry(i, "Completed")).collect();
+        entries[150] = "- kind: [broken\n".into();
+        entries[450] = "- kind: [broken too\n".into();
+        std::fs::write(&path, list(entries)).unwrap();
+        let e = load(std::slice::from_ref(&path), false).unwrap_err().to_string();
+        assert!(e.contains("document 1, item 151:"), "{e}");
+
+        let mut entries: Vec<String> = (0..600).map(|i| entry(i % 300, "Running")).collect();
+        entries[599] = entry(299, "Failed");
+        std::fs::write(&path, list(entries)).unwrap();
+        let loaded = load(&[path], false).unwrap();
+        assert_eq!((loaded.documents, loaded.index.counts().backups), (600, 300));
+        use crate::core::Inventory;
+        assert_eq!(loaded.index.backup("demo", "b299").unwrap().phase.as_deref(), Some("Failed"));
+        assert_eq!(loaded.index.backup("demo", "b0").unwrap().phase.as_deref(), Some("Running"));
     }
 }
