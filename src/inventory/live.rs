@@ -2,8 +2,9 @@
 //! only) that keep a [`SharedInventory`] current, a one-shot list for the
 //! CLI's `--live`, and fresh reads for read-your-writes.
 //!
-//! Only [`BackupFacts`] are kept of a Backup: no managedFields, and of the
-//! large `kubeblocks.io/cluster-snapshot` annotation only that it is there.
+//! Only [`BackupFacts`] are kept of a Backup, and Backups are decoded slim
+//! ([`SlimBackup`]): no managedFields, and of the large
+//! `kubeblocks.io/cluster-snapshot` annotation only that it is there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,9 +18,10 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
 use super::SharedInventory;
+use super::slim::SlimBackup;
 use crate::core::facts::{ActionSetFacts, BackupFacts};
 use crate::core::inventory::Index;
-use crate::crd::{actionset::ActionSet, backup::Backup};
+use crate::crd::actionset::ActionSet;
 use crate::metrics::Metrics;
 
 /// Clusters are watched as metadata only, at the version both KubeBlocks 0.9 and 1.0 serve.
@@ -27,7 +29,7 @@ fn cluster_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("apps.kubeblocks.io", "v1alpha1", "Cluster"))
 }
 
-fn backups_api(client: &Client, namespace: Option<&str>) -> Api<Backup> {
+fn backups_api(client: &Client, namespace: Option<&str>) -> Api<SlimBackup> {
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -53,7 +55,7 @@ pub async fn list_once(client: &Client, namespace: Option<&str>) -> anyhow::Resu
     let action_sets = Api::<ActionSet>::all(client.clone()).list(&lp).await?;
     let clusters = clusters_api(client, namespace).list(&lp).await?;
     let mut index = Index::new();
-    index.replace_backups(backups.items.iter().map(|b| BackupFacts::from_backup(b, "")).collect());
+    index.replace_backups(backups.items.into_iter().map(|b| b.facts("")).collect());
     index.replace_action_sets(action_sets.items.iter().map(ActionSetFacts::from_action_set).collect());
     index.replace_clusters(clusters.items.iter().map(|c| cluster_key(&c.metadata)).collect());
     Ok(index)
@@ -63,7 +65,7 @@ pub async fn list_once(client: &Client, namespace: Option<&str>) -> anyhow::Resu
 pub async fn fresh_backups(client: &Client, namespace: &str) -> anyhow::Result<Index> {
     let list = backups_api(client, Some(namespace)).list(&ListParams::default()).await?;
     let mut index = Index::new();
-    index.replace_backups(list.items.iter().map(|b| BackupFacts::from_backup(b, namespace)).collect());
+    index.replace_backups(list.items.into_iter().map(|b| b.facts(namespace)).collect());
     Ok(index)
 }
 
@@ -223,7 +225,7 @@ pub fn spawn(
 
     let backups = watcher::watcher(backups_api(&client, ns), cfg())
         .default_backoff()
-        .map_ok(|e| map_event(e, |b: Backup| BackupFacts::from_backup(&b, "")));
+        .map_ok(|e| map_event(e, |b: SlimBackup| b.facts("")));
     let action_sets = watcher::watcher(Api::<ActionSet>::all(client.clone()), cfg())
         .default_backoff()
         .map_ok(|e| map_event(e, |a: ActionSet| ActionSetFacts::from_action_set(&a)));

@@ -3,6 +3,7 @@
 //! the webhook reads.
 
 pub mod live;
+pub mod slim;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
