@@ -10,8 +10,13 @@ use std::hint::black_box;
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use pitrguard::core::facts::{BackupFacts, BackupType, CandidateMatch, Lineage};
-use pitrguard::core::{Index, Operation, Policy, judge};
-use serde_json::{Value, json};
+use pitrguard::core::{Index, Operation, Policy, judge_json};
+use serde_json::json;
+
+// The allocator the binary runs on (mimalloc unless built with --no-default-features).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BACKUPS_PER_CLUSTER: usize = 50;
 
@@ -52,15 +57,17 @@ fn inventory(n: usize) -> (Index, Vec<BackupFacts>) {
     (index, all)
 }
 
-fn request(n: usize) -> Value {
+/// The Restore's JSON text, as it arrives in an AdmissionReview.
+fn request(n: usize) -> String {
     let cluster = (n / BACKUPS_PER_CLUSTER) / 2;
-    json!({
+    serde_json::to_string(&json!({
         "apiVersion": "operations.kubeblocks.io/v1alpha1",
         "kind": "OpsRequest",
         "metadata": {"name": "restore", "namespace": format!("ns-{}", cluster / 20)},
         "spec": {"type": "Restore", "clusterName": "restored", "restore": {
             "backupName": format!("pg-{cluster}-wal"), "restorePointInTime": "2024-05-07T12:34:56Z"}}
-    })
+    }))
+    .unwrap()
 }
 
 /// Baseline: the base backup KubeBlocks would pick, found by scanning every Backup.
@@ -76,15 +83,25 @@ fn naive_latest_base(all: &[BackupFacts], s: &BackupFacts, to: DateTime<Utc>) ->
 fn decision(c: &mut Criterion) {
     let policy = Policy::default();
     let mut group = c.benchmark_group("decision");
-    for n in [100usize, 10_000, 100_000] {
+    let mut builds = serde_json::Map::new();
+    for n in [100usize, 10_000, 100_000, 1_000_000] {
+        let started = std::time::Instant::now();
         let (index, all) = inventory(n);
+        // Building includes making the facts; reported next to the decision (hack/bench-decision.sh).
+        builds.insert(n.to_string(), json!(started.elapsed().as_secs_f64()));
         let object = request(n);
-        let d = judge(Operation::Create, Some(&object), None, "", &index, &policy);
+        let d = judge_json(Operation::Create, Some(&object), None, "", &index, &policy);
         assert!(d.allowed(), "the benchmark request must pass: {:?}", d.violations);
         group.bench_with_input(BenchmarkId::new("judge", n), &n, |b, _| {
-            b.iter(|| judge(Operation::Create, Some(black_box(&object)), None, "", &index, &policy))
+            b.iter(|| judge_json(Operation::Create, Some(black_box(&object)), None, "", &index, &policy))
         });
-        let s = all.iter().find(|b| b.name == object["spec"]["restore"]["backupName"]).unwrap().clone();
+        // The rules alone, on the request already decoded: what grows, if anything, with the inventory.
+        let decoded = pitrguard::core::request::decode_json(&object, "").unwrap();
+        group.bench_with_input(BenchmarkId::new("rules", n), &n, |b, _| {
+            b.iter(|| pitrguard::core::rules::evaluate(black_box(&decoded), &index, &policy))
+        });
+        let name = serde_json::from_str::<serde_json::Value>(&object).unwrap()["spec"]["restore"]["backupName"].clone();
+        let s = all.iter().find(|b| b.name == name).unwrap().clone();
         let t: DateTime<Utc> = "2024-05-07T12:34:56Z".parse().unwrap();
         assert_eq!(naive_latest_base(&all, &s, t), d.plan.unwrap().base_backup);
         group.bench_with_input(BenchmarkId::new("naive-scan-baseline", n), &n, |b, _| {
@@ -92,6 +109,9 @@ fn decision(c: &mut Criterion) {
         });
     }
     group.finish();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion/decision/index-build.json");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(out, serde_json::to_vec(&builds).unwrap()).unwrap();
 }
 
 criterion_group!(benches, decision, admission);

@@ -21,6 +21,7 @@ use super::SharedInventory;
 use super::slim::SlimBackup;
 use crate::core::facts::{ActionSetFacts, BackupFacts};
 use crate::core::inventory::Index;
+use crate::core::request::RestoreRequest;
 use crate::crd::actionset::ActionSet;
 use crate::metrics::Metrics;
 
@@ -58,6 +59,38 @@ pub async fn list_once(client: &Client, namespace: Option<&str>) -> anyhow::Resu
     index.replace_backups(backups.items.into_iter().map(|b| b.facts("")).collect());
     index.replace_action_sets(action_sets.items.iter().map(ActionSetFacts::from_action_set).collect());
     index.replace_clusters(clusters.items.iter().map(|c| cluster_key(&c.metadata)).collect());
+    Ok(index)
+}
+
+/// What the rules read about one restore, fetched straight from the API server: the source
+/// backup S, the Backups of its lineage (one LIST by label selector, not the namespace), its
+/// ActionSet and the target Cluster. The reconciler's check before it acts; the same reads the
+/// policy module asks its host for.
+pub async fn gather(client: &Client, req: &RestoreRequest) -> anyhow::Result<Index> {
+    let mut index = Index::new();
+    if let Some(cluster) = req.cluster_name.as_deref().filter(|c| !c.is_empty())
+        && clusters_api(client, Some(&req.namespace)).get_opt(cluster).await?.is_some()
+    {
+        index.apply_cluster(&req.namespace, cluster);
+    }
+    let ns = req.backup_namespace();
+    let Some(name) = req.restore.as_ref().and_then(|r| r.backup_name.as_deref()).filter(|n| !n.is_empty()) else {
+        return Ok(index);
+    };
+    let backups = backups_api(client, Some(&ns));
+    let Some(s) = backups.get_opt(name).await? else { return Ok(index) };
+    let s = s.facts(&ns);
+    if let Some(selector) = s.candidate_match().label_selector() {
+        for b in backups.list(&ListParams::default().labels(&selector)).await?.items {
+            index.apply_backup(b.facts(&ns));
+        }
+    }
+    if let Some(name) = &s.action_set
+        && let Some(a) = Api::<ActionSet>::all(client.clone()).get_opt(name).await?
+    {
+        index.apply_action_set(ActionSetFacts::from_action_set(&a));
+    }
+    index.apply_backup(s);
     Ok(index)
 }
 

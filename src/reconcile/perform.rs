@@ -239,19 +239,16 @@ async fn creating(ctx: &Ctx, ops: &Ops) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-/// The rules on live data; `Some(message)` when the restore would now be refused.
+/// The rules on live data; `Some(message)` when the restore would now be refused. Reads only
+/// what the rules need for this restore (its backup, that backup's lineage, ActionSet, Cluster).
 async fn recheck(ctx: &Ctx, ops: &Ops) -> Result<Option<String>, Error> {
     let ns = ops.namespace();
-    let mut index =
-        crate::inventory::live::list_once(&ctx.client, Some(ns)).await.map_err(|e| Error::Other(format!("{e:#}")))?;
-    if ops.backup_namespace() != ns {
-        let other = kube::Api::<crate::crd::backup::Backup>::namespaced(ctx.client.clone(), ops.backup_namespace())
-            .list(&ListParams::default())
-            .await?;
-        for b in &other.items {
-            index.apply_backup(crate::core::BackupFacts::from_backup(b, ops.backup_namespace()));
+    let index = match crate::core::request::decode(&ops.v, ns) {
+        Ok(req) => {
+            crate::inventory::live::gather(&ctx.client, &req).await.map_err(|e| Error::Other(format!("{e:#}")))?
         }
-    }
+        Err(_) => crate::core::Index::new(), // the rules report the schema error themselves
+    };
     let decision = judge(Operation::Create, Some(&ops.v), None, ns, &index, &ctx.policy);
     Ok((!decision.allowed()).then(|| decision.message()))
 }

@@ -18,8 +18,6 @@
 
 #![deny(unsafe_code)]
 
-use std::collections::BTreeMap;
-
 use k8s_openapi_sdk as k8s;
 use kubewarden_policy_sdk::host_capabilities::kubernetes::{
     GetResourceRequest, ListResourcesByNamespaceRequest, get_resource, list_resources_by_namespace,
@@ -29,7 +27,7 @@ use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
 use pitrguard_core::core::decision::Skip;
-use pitrguard_core::core::facts::{ActionSetFacts, BackupFacts, CandidateMatch};
+use pitrguard_core::core::facts::{ActionSetFacts, BackupFacts};
 use pitrguard_core::core::mutate::to_patch;
 use pitrguard_core::core::request::decode;
 use pitrguard_core::core::{Decision, Index, Operation, Policy, judge};
@@ -163,10 +161,6 @@ fn respond(object: Option<&Value>, decision: &Decision) -> ValidationResponse {
 const DATAPROTECTION: &str = "dataprotection.kubeblocks.io/v1alpha1";
 /// The Cluster version both KubeBlocks 0.9 and 1.0 serve (as src/inventory/live.rs watches it).
 const CLUSTER_API: &str = "apps.kubeblocks.io/v1alpha1";
-const LABEL_BACKUP_POLICY: &str = "dataprotection.kubeblocks.io/backup-policy";
-const LABEL_CLUSTER_UID: &str = "dataprotection.kubeblocks.io/cluster-uid";
-const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
-const LABEL_COMPONENT: &str = "apps.kubeblocks.io/component-name";
 
 /// Asks the host for what the rules read about this restore, and indexes it:
 /// the source backup S, the backups of S's lineage (base candidates, and the
@@ -189,7 +183,7 @@ fn gather(object: &Value, namespace: &str) -> Result<Index, String> {
         return Ok(index);
     };
     let s = backup_facts(&raw, &backup_ns)?;
-    if let Some(selector) = lineage_selector(&s.candidate_match()) {
+    if let Some(selector) = s.candidate_match().label_selector() {
         for item in list_backups(&backup_ns, &selector)? {
             index.apply_backup(backup_facts(&item, &backup_ns)?);
         }
@@ -207,29 +201,6 @@ fn gather(object: &Value, namespace: &str) -> Result<Index, String> {
 fn backup_facts(raw: &Value, namespace: &str) -> Result<BackupFacts, String> {
     let b = Backup::deserialize(raw).map_err(|e| format!("Backup in {namespace:?} from the host: {e}"))?;
     Ok(BackupFacts::from_backup(&b, namespace))
-}
-
-/// The label selector for S's lineage (SPEC §2, base candidates): the labels S
-/// has, or its backup policy when it has none of them. `None`: nothing can match.
-fn lineage_selector(m: &CandidateMatch) -> Option<String> {
-    let pairs: BTreeMap<&str, &str> = match m {
-        CandidateMatch::Labels { cluster_uid, instance, component } => {
-            [(LABEL_CLUSTER_UID, cluster_uid), (LABEL_INSTANCE, instance), (LABEL_COMPONENT, component)]
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_deref()?)))
-                .collect()
-        }
-        CandidateMatch::Policy(policy) => [(LABEL_BACKUP_POLICY, policy.as_deref()?)].into_iter().collect(),
-    };
-    // A value that cannot be written in a selector would select the wrong backups.
-    if pairs.is_empty() || pairs.values().any(|v| !valid_label_value(v)) {
-        return None;
-    }
-    Some(pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
-}
-
-fn valid_label_value(v: &str) -> bool {
-    v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// One object by name; `None` when the host says it does not exist. Any other

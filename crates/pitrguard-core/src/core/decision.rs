@@ -5,7 +5,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use super::mutate::Mutation;
-use super::window::Window;
 
 /// Stable rule ids (SPEC.md §3). `Schema` is ours: the object could not be read at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -139,7 +138,6 @@ pub struct Plan {
     pub backup_name: String,
     /// The normal form of `restorePointInTime`, when there is one.
     pub point_in_time: Option<String>,
-    pub window: Option<Window>,
     /// M3's pick: the base backup a point-in-time restore starts from.
     pub base_backup: Option<String>,
     pub volume_restore_policy: String,

@@ -83,6 +83,30 @@ pub enum CandidateMatch {
 }
 
 impl CandidateMatch {
+    /// The label selector that lists the candidates (and the continuous backups of the same
+    /// lineage) from the API server: the labels S has, or its backup policy when it has none of
+    /// them. `None`: nothing can match. Used where Backups are fetched, not cached (the policy
+    /// module's host calls, the reconciler's check before it acts).
+    pub fn label_selector(&self) -> Option<String> {
+        let pairs: BTreeMap<&str, &str> = match self {
+            Self::Labels { cluster_uid, instance, component } => {
+                [(LABEL_CLUSTER_UID, cluster_uid), (LABEL_INSTANCE, instance), (LABEL_COMPONENT, component)]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+                    .collect()
+            }
+            Self::Policy(policy) => [(LABEL_BACKUP_POLICY, policy.as_deref()?)].into_iter().collect(),
+        };
+        // A value that cannot be written in a selector would select the wrong backups; the API
+        // server only stores valid label values, so this is a guard, not a case.
+        let valid =
+            |v: &str| v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if pairs.is_empty() || pairs.values().any(|v| !valid(v)) {
+            return None;
+        }
+        Some(pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    }
+
     pub fn matches(&self, b: &Lineage) -> bool {
         fn eq(want: &Option<String>, have: &Option<String>) -> bool {
             want.is_none() || want == have

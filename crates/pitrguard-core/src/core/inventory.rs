@@ -9,11 +9,14 @@
 //! component) labels in S's namespace: O(g · log n). In a real namespace every
 //! continuous backup carries all three labels and g = 1.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+// Hashing names is a good part of a decision; foldhash is several times faster than SipHash and
+// still seeded per process.
+use foldhash::{HashMap, HashSet};
 
 use super::facts::{ActionSetFacts, BackupFacts, BackupType, CandidateMatch, Lineage};
 

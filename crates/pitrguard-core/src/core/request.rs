@@ -207,7 +207,11 @@ impl From<RestoreView<'_>> for RestoreFields {
 /// the rules read are checked; the API server validates the rest against the CRD's schema.
 pub fn decode_json(object: &str, namespace: &str) -> Result<RestoreRequest, String> {
     let head = head(object).ok_or("not a JSON object")?;
-    let group = head.group.ok_or("not a KubeBlocks OpsRequest")?;
+    decode_ops_request(object, head.group.ok_or("not a KubeBlocks OpsRequest")?, namespace)
+}
+
+/// [`decode_json`] of an object whose [`Head`] was read already.
+pub fn decode_ops_request(object: &str, group: &str, namespace: &str) -> Result<RestoreRequest, String> {
     let ops: OpsView<'_> = serde_json::from_str(object).map_err(|e| e.to_string())?;
     let (meta, spec) = (ops.metadata, ops.spec);
     let own = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);

@@ -5,6 +5,8 @@
 //! order and stops where a later rule would have nothing to stand on (no
 //! backup name, no backup, no time).
 
+use std::cell::OnceCell;
+
 use chrono::{SubsecRound, TimeDelta};
 
 use super::decision::{Decision, Plan, Rule, Violation, Warning, WarningId, range_text};
@@ -13,7 +15,7 @@ use super::inventory::{BaseRef, Inventory};
 use super::mutate::Mutation;
 use super::request::RestoreRequest;
 use super::time::{ACCEPTED_LAYOUTS, PointInTime, format_time, go_duration};
-use super::window::{BaseEdge, Restorable, Window, base_for, nearest_restorable, window};
+use super::window::{BaseEdge, Restorable, Window, base_for, base_required, nearest_restorable, window};
 
 /// The settings that change decisions (`--default-volume-restore-policy`, `--edge-warning`,
 /// `--base-edge`).
@@ -35,6 +37,20 @@ impl Default for Policy {
 }
 
 pub const VOLUME_RESTORE_POLICIES: [&str; 2] = ["Serial", "Parallel"];
+
+/// The restorable window of S, worked out on first use.
+struct LazyWindow<'a> {
+    s: &'a BackupFacts,
+    inv: &'a dyn Inventory,
+    edge: BaseEdge,
+    window: OnceCell<Window>,
+}
+
+impl LazyWindow<'_> {
+    fn get(&self) -> &Window {
+        self.window.get_or_init(|| window(self.s, self.inv, self.edge))
+    }
+}
 
 struct Judge<'a> {
     req: &'a RestoreRequest,
@@ -77,7 +93,6 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
         backup_namespace: namespace,
         backup_name,
         point_in_time: t.map(|t| t.normal_form()),
-        window: None,
         base_backup: None,
         volume_restore_policy: req.volume_restore_policy().unwrap_or(&policy.default_volume_restore_policy).to_string(),
     };
@@ -86,11 +101,12 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
         return finish(j, Some(plan));
     }
 
-    let w = window(&s, inv, policy.base_edge);
+    // The whole window (every base's completion second) is only worked out for a message.
+    let w = LazyWindow { s: &s, inv, edge: policy.base_edge, window: OnceCell::new() };
     let has_time = r7_point_in_time_set(&mut j, &s, &w);
     let ranged = r9_time_range(&mut j, &s);
     if let (Some(t), true, true) = (t, has_time, ranged) {
-        if r10_inside_log_range(&mut j, &s, &w, t) && w.base_required {
+        if r10_inside_log_range(&mut j, &s, &w, t) && base_required(&s, inv) {
             let base = r11_base_backup(&mut j, &s, &w, t);
             if let Some(base) = &base
                 && policy.base_edge == BaseEdge::Strict
@@ -101,7 +117,6 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
         }
         w3_edge_of_running_backup(&mut j, &s, t, policy.edge_warning);
     }
-    plan.window = Some(w);
     finish(j, Some(plan))
 }
 
@@ -262,7 +277,7 @@ fn r6_no_point_in_time_for_full(j: &mut Judge<'_>, s: &BackupFacts) {
 }
 
 /// R7: a Continuous backup needs `restorePointInTime`.
-fn r7_point_in_time_set(j: &mut Judge<'_>, s: &BackupFacts, w: &Window) -> bool {
+fn r7_point_in_time_set(j: &mut Judge<'_>, s: &BackupFacts, w: &LazyWindow<'_>) -> bool {
     if j.req.point_in_time().is_some() {
         return true;
     }
@@ -272,7 +287,7 @@ fn r7_point_in_time_set(j: &mut Judge<'_>, s: &BackupFacts, w: &Window) -> bool 
         format!(
             "{field}: empty; restoring from continuous backup \"{}\" needs a point in time ({})",
             s.name,
-            restorable_text(w)
+            restorable_text(w.get())
         ),
     );
     false
@@ -309,8 +324,8 @@ fn r9_time_range(j: &mut Judge<'_>, s: &BackupFacts) -> bool {
 }
 
 /// R10: `start(S) <= T <= end(S)`.
-fn r10_inside_log_range(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime) -> bool {
-    let Some((start, end)) = w.log_range else {
+fn r10_inside_log_range(j: &mut Judge<'_>, s: &BackupFacts, w: &LazyWindow<'_>, t: PointInTime) -> bool {
+    let (Some(start), Some(end)) = (s.start, s.end) else {
         return false;
     };
     let (distance, side) = if t.instant < start {
@@ -329,18 +344,19 @@ fn r10_inside_log_range(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: Point
             go_duration(distance),
             s.name,
             range_text(start, end),
-            restorable_text(w)
+            restorable_text(w.get())
         ),
     );
     false
 }
 
 /// R11: a base backup completed inside the log range, at or before T. Returns M3's pick, P(T).
-fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime) -> Option<BaseRef> {
-    let (start, end) = w.log_range?;
+fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &LazyWindow<'_>, t: PointInTime) -> Option<BaseRef> {
     if let Some(base) = base_for(s, j.inv, t.instant) {
         return Some(base);
     }
+    let w = w.get();
+    let (start, end) = w.log_range?;
     let field = j.field("restorePointInTime");
     let why = match &w.first_base {
         Some(first) => format!(
@@ -363,10 +379,17 @@ fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTim
 }
 
 /// R13: T is not inside the completion second of its base P(T), `end(P(T)) < T`.
-fn r13_after_base_completion_second(j: &mut Judge<'_>, s: &BackupFacts, w: &Window, t: PointInTime, base: &BaseRef) {
+fn r13_after_base_completion_second(
+    j: &mut Judge<'_>,
+    s: &BackupFacts,
+    w: &LazyWindow<'_>,
+    t: PointInTime,
+    base: &BaseRef,
+) {
     if base.end < t.instant.trunc_subsecs(0) {
         return;
     }
+    let w = w.get();
     let at = |(time, base): Restorable| match base {
         Some(b) => format!("{} (from base backup \"{}\")", format_time(time), b.name),
         None => format_time(time),
