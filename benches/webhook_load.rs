@@ -12,8 +12,8 @@
 //! The load generator runs in the same tokio runtime: `C` HTTP/1.1 keep-alive
 //! connections (raw hyper over tokio-rustls, trusting the dev CA), each sending
 //! `POST /validate` with `examples/admission/review-denied.json` back to back,
-//! for a warm-up and then a measured period. Runs: webhook, floor, webhook
-//! again (drift), and webhook over HTTP/2 (one connection, `C` streams). Any
+//! for a warm-up and then a measured period. Runs: webhook, floor, module, webhook
+//! again (drift), webhook and floor at 32 connections, and webhook over HTTP/2 (one connection, `C` streams). Any
 //! non-200 answer, transport error or request over 10 s is an error.
 //!
 //! The figures are printed and written into BENCHMARKS.md between
@@ -21,6 +21,7 @@
 //!
 //! Environment:
 //! - `WEBHOOK_LOAD_CONNS` connections (HTTP/1.1) and streams (HTTP/2), default 8
+//! - `WEBHOOK_LOAD_CONNS_HIGH` connections of a second webhook/floor pair, default 32 (0: none)
 //! - `WEBHOOK_LOAD_SECS` measured seconds per run, default 10
 //! - `WEBHOOK_LOAD_WARMUP_SECS` warm-up seconds per run, default 2
 //! - `WEBHOOK_LOAD_THREADS` tokio worker threads, default: the number of CPUs
@@ -91,6 +92,8 @@ impl Proto {
 #[derive(Clone)]
 struct Settings {
     conns: usize,
+    /// A second webhook/floor pair at this many connections (`WEBHOOK_LOAD_CONNS_HIGH`, default 32; 0: none).
+    conns_high: Option<usize>,
     warmup: Duration,
     measure: Duration,
     threads: usize,
@@ -119,6 +122,7 @@ impl Settings {
         if smoke {
             return Settings {
                 conns: 2,
+                conns_high: None,
                 warmup: Duration::ZERO,
                 measure: Duration::from_millis(300),
                 threads,
@@ -130,6 +134,7 @@ impl Settings {
         }
         Settings {
             conns: env_num("WEBHOOK_LOAD_CONNS", 8usize).max(1),
+            conns_high: Some(env_num("WEBHOOK_LOAD_CONNS_HIGH", 32usize)).filter(|&c| c > 0),
             warmup: Duration::from_secs_f64(env_num("WEBHOOK_LOAD_WARMUP_SECS", 2.0f64).max(0.0)),
             measure: Duration::from_secs_f64(env_num("WEBHOOK_LOAD_SECS", 10.0f64).max(0.1)),
             threads,
@@ -298,6 +303,7 @@ impl Client {
 struct Outcome {
     label: String,
     proto: Proto,
+    conns: usize,
     latencies_ns: Vec<u64>,
     errors: usize,
     first_error: Option<String>,
@@ -389,6 +395,7 @@ async fn run(label: &str, client: Arc<Client>, port: u16, proto: Proto, s: &Sett
         });
     }
     let mut outcome = Outcome {
+        conns: s.conns,
         label: label.to_string(),
         proto,
         latencies_ns: Vec::new(),
@@ -456,7 +463,9 @@ fn row(o: &Outcome, conns: usize) -> String {
 }
 
 fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &str) -> String {
-    let floor = outcomes.iter().find(|o| o.label == "floor").expect("floor run");
+    let floor_at = |conns: usize| {
+        outcomes.iter().find(|o| o.label == "floor" && o.conns == conns && o.proto == Proto::Http1).expect("floor run")
+    };
     let mut text = String::new();
     let push = |text: &mut String, line: &str| {
         text.push_str(line);
@@ -507,18 +516,25 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
     push(&mut text, "| run | protocol | concurrency | requests | req/s | p50 µs | p90 µs | p99 µs | max µs | errors |");
     push(&mut text, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
-        push(&mut text, &row(o, s.conns));
+        push(&mut text, &row(o, o.conns));
     }
     push(&mut text, "");
     let ratios: Vec<String> = outcomes
         .iter()
         .filter(|o| o.label.starts_with("webhook") && o.proto == Proto::Http1)
         .map(|o| {
-            format!("{}: req/s {:.2}×, p99 {:.2}×", o.label, o.rps() / floor.rps(), o.pct_us(99.0) / floor.pct_us(99.0))
+            let floor = floor_at(o.conns);
+            format!(
+                "{} ({} conns): req/s {:.2}×, p99 {:.2}×",
+                o.label,
+                o.conns,
+                o.rps() / floor.rps(),
+                o.pct_us(99.0) / floor.pct_us(99.0)
+            )
         })
         .collect();
     push(&mut text, &format!("Webhook / floor (HTTP/1.1): {}.", ratios.join("; ")));
-    let native = outcomes.iter().find(|o| o.label == "webhook").expect("webhook run");
+    let native = outcomes.iter().find(|o| o.label == "webhook" && o.conns == s.conns).expect("webhook run");
     if let Some(m) = outcomes.iter().find(|o| o.label == "webhook --policy-module") {
         push(&mut text, "");
         push(
@@ -609,19 +625,24 @@ async fn bench(s: Settings) {
         s.threads,
         if s.smoke { " (smoke run: pass --bench, as cargo bench does, for the real one)" } else { "" }
     );
+    let high = s.conns_high;
     let mut plan = vec![
-        ("webhook", webhook_port, Proto::Http1),
-        ("floor", floor_port, Proto::Http1),
-        ("webhook --policy-module", module_port, Proto::Http1),
-        ("webhook (again)", webhook_port, Proto::Http1),
+        ("webhook", webhook_port, Proto::Http1, s.conns),
+        ("floor", floor_port, Proto::Http1, s.conns),
+        ("webhook --policy-module", module_port, Proto::Http1, s.conns),
+        ("webhook (again)", webhook_port, Proto::Http1, s.conns),
     ];
+    if let Some(high) = high {
+        plan.push(("webhook", webhook_port, Proto::Http1, high));
+        plan.push(("floor", floor_port, Proto::Http1, high));
+    }
     if s.h2 {
-        plan.push(("webhook", webhook_port, Proto::Http2));
+        plan.push(("webhook", webhook_port, Proto::Http2, s.conns));
     }
     let mut outcomes = Vec::new();
-    for (label, port, proto) in plan {
+    for (label, port, proto, conns) in plan {
         let client = if proto == Proto::Http1 { h1.clone() } else { h2.clone() };
-        let o = run(label, client, port, proto, &s).await;
+        let o = run(label, client, port, proto, &Settings { conns, ..s.clone() }).await;
         println!(
             "  {:<16} {:<8} {:>9.0} req/s  p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs  max {:>8.0} µs  errors {}",
             o.label,

@@ -16,7 +16,7 @@
 # 50 ms), then VmRSS and VmHWM from /proc/PID/status, then /metrics must show
 # pitrguard_inventory_objects{kind="Backup"} equal to the Backups in the cluster, then SIGTERM
 # (must exit 0). The figures are printed and written into BENCHMARKS.md between
-# <!-- live:begin --> and <!-- live:end --> (other sections are kept).
+# <!-- live:begin --> and <!-- live:end --> (N=10000; other sizes: live-N), other sections kept.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -77,6 +77,8 @@ from urllib.parse import urlsplit
 
 N, NAMESPACES, THREADS, RUNS = (int(os.environ[k]) for k in ("N", "NAMESPACES", "THREADS", "RUNS"))
 WRITE = os.environ.get("WRITE", "1") not in ("0", "false", "no", "")
+# One section per size: N=10000 is `live`, any other N `live-N`.
+SECTION = "live" if N == 10000 else f"live-{N}"
 BIN, WORK, CMD = os.environ["BIN"], os.environ["WORK"], os.environ["CMD"]
 API = urlsplit(os.environ["TESTCP_API_URL"])
 TOKEN = os.environ["TESTCP_TOKEN"]
@@ -240,8 +242,8 @@ def report(base, runs, create_s, obj_bytes, load_before, load_after):
     per_backup_hwm = (med("hwm_kib") - base["hwm_kib"]) * 1024 / N if N else float("nan")
     rate = f"{N / create_s:.0f} Backups/s" if create_s else "-"
     lines = [
-        "<!-- live:begin -->",
-        "## Live inventory at scale (`hack/bench-live-inventory.sh`)",
+        f"<!-- {SECTION}:begin -->",
+        f"## Live inventory at scale: {N:,} Backups (`hack/bench-live-inventory.sh`)",
         "",
         f"Command: `{CMD}`",
         "",
@@ -272,13 +274,13 @@ def report(base, runs, create_s, obj_bytes, load_before, load_after):
         f"Median of the {len(runs)} starts with {N} Backups: ready in {med('ready_s'):.2f} s, VmRSS "
         f"{mib(med('rss_kib'))} MiB, VmHWM {mib(med('hwm_kib'))} MiB; over the baseline that is "
         f"{per_backup:.0f} bytes of resident memory per Backup ({per_backup_hwm:.0f} bytes at the peak).",
-        "<!-- live:end -->",
+        f"<!-- {SECTION}:end -->",
     ]
     return "\n".join(lines)
 
 
 def write_section(section):
-    benchlib.write_section("live", section)
+    benchlib.write_section(SECTION, section)
     log("written to BENCHMARKS.md")
 
 

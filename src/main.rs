@@ -48,7 +48,8 @@ fn init_tracing(default_level: &str) -> tracing_appender::non_blocking::WorkerGu
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("pitrguard-log")
-        .finish(std::io::stderr());
+        // The writer drains what is queued, then flushes: under load, one write for many lines.
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

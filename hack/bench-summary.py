@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Rewrites the summary table at the top of BENCHMARKS.md (<!-- summary:begin --> .. <!-- summary:end -->) from the
+sections the benchmarks wrote: each figure is copied, with the section (and so the command and the run) it comes from.
+hack/bench-all.sh runs every benchmark and then this. A figure whose section is missing shows as "not measured".
+"""
+import os
+import re
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "hack"))
+import benchlib  # noqa: E402
+
+PATH = os.path.join(REPO, "BENCHMARKS.md")
+TEXT = open(PATH).read()
+
+
+def section(name):
+    m = re.search(rf"<!-- {re.escape(name)}:begin -->(.*?)<!-- {re.escape(name)}:end -->", TEXT, re.S)
+    return m.group(1) if m else ""
+
+
+def rows(text):
+    """The rows of the markdown tables in `text`, as lists of stripped cells."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("|") and not re.match(r"^\|[-:| ]+\|$", line.strip())]
+
+
+def first(pattern, text, default="not measured"):
+    m = re.search(pattern, text, re.S)
+    return m.group(1) if m else default
+
+
+def num(s):
+    return float(re.sub(r"[^0-9.]", "", s)) if s and re.search(r"[0-9]", s) else None
+
+
+def verdict(value, target, below=True):
+    if value is None:
+        return "—"
+    return "met" if (value < target if below else value >= target) else "not met"
+
+
+def main():
+    out = []
+    load = section("load")
+    ratio = lambda conns: first(rf"webhook \({conns} conns\): req/s ([0-9.]+)×", load)  # noqa: E731
+    r8, r32 = ratio(8), ratio(32)
+    out.append(("`/validate` req/s vs. the axum+rustls floor, in process, 8 / 32 connections (`load`)",
+                f"{r8}× / {r32}×", "≥ 0.8×", verdict(min(filter(None, [num(r8), num(r32)]), default=None), 0.8, False)))
+    p99 = next((r[7] for r in rows(load) if r[:3] == ["webhook", "HTTP/1.1", "32 conns"]), "not measured")
+    out.append(("p99 at 32 connections, in process (`load`)", f"{p99} µs", "< 1 ms", verdict(num(p99), 1000)))
+
+    external = section("external")
+    ext = re.findall(r"webhook/floor[^0-9]*([0-9.]+)×", external)
+    out.append(("the same with external load generators, wrk and h2load (`external`)",
+                " / ".join(f"{e}×" for e in ext) or "not measured", "≥ 0.7×",
+                verdict(min((float(e) for e in ext), default=None), 0.7, False)))
+
+    decision = section("decision")
+    judge = {r[0].replace(",", ""): r[1].split(" (")[0] for r in rows(decision) if r and r[0].replace(",", "").isdigit()}
+    js = [judge.get(n, "not measured") for n in ("100", "100000", "1000000")]
+    worst = max((num(j) for j in js if num(j) is not None), default=None)
+    out.append(("one `judge` at 100 / 100 000 / 1 000 000 Backups (`decision`)", " / ".join(js), "< 1 µs, flat",
+                verdict(worst, 1.0)))
+    build = next((r[-1] for r in rows(decision) if r and r[0].replace(",", "") == "1000000"), "not measured")
+    out.append(("index build, 1 000 000 Backups (`decision`)", build, "reported", "—"))
+
+    memory = section("memory")
+    for fmt in ("YAML", "JSON"):
+        r = next((r for r in rows(memory) if r[:2] == ["100,000", fmt]), None)
+        mb = lambda mib: num(mib) * 1.048576  # noqa: E731
+        met = "—" if not r else "met" if mb(r[4]) < 60 and mb(r[5]) < 200 else "not met"
+        out.append((f"`serve --inventory`, 100 000 Backups, {fmt} List: resident after load / peak (`memory`)",
+                    f"{r[4]} / {r[5]} MiB" if r else "not measured", "< 60 MB / < 200 MB", met))
+    ready10k = {r[1]: r[3] for r in rows(memory) if r and r[0] == "10,000"}
+
+    live = section("live")
+    per = first(r"that is (\d+) bytes of resident memory per Backup", live)
+    out.append(("live mode: resident bytes per cached Backup, 10 000 Backups (`live`)", f"{per} B", "< 500 B",
+                verdict(num(per), 500)))
+    live_ready = first(r"ready in ([0-9.]+) s", live)
+    out.append(("time to `/readyz` with 10 000 Backups, file (YAML / JSON) / live (`memory`, `live`)",
+                f"{ready10k.get('YAML', '?')} / {ready10k.get('JSON', '?')} / {live_ready} s", "< 1 s",
+                verdict(max(filter(None, [num(ready10k.get("YAML")), num(ready10k.get("JSON")), num(live_ready)]),
+                            default=None), 1.0)))
+    live100k = section("live-100000")
+    ready100k = first(r"ready in ([0-9.]+) s", live100k)
+    out.append(("time to `/readyz` with 100 000 Backups, live (`live-100000`)", f"{ready100k} s", "< 10 s",
+                verdict(num(ready100k), 10.0)))
+
+    dry = section("dry-run")
+    added = first(r"\| allowed[^\n]*\*\*with − without\*\* \|[^|]*\|[^|]*\|[^|]*\|[^|]*\| \*\*\+?([0-9.]+)\*\*", dry)
+    out.append(("`kubectl apply --dry-run=server`, what the webhooks add at the median (`dry-run`)", f"+{added} ms",
+                "< 5 ms", verdict(num(added), 5.0)))
+
+    lines = ["<!-- summary:begin -->", "## Summary: the performance targets", "",
+             "Command: `hack/bench-all.sh` (runs every benchmark below, each against its floor or baseline in the same "
+             "run, then `hack/bench-summary.py` copies the figures here). Each row names the section it comes from; "
+             "the sections say when, on which commit and how.", "",
+             "| measure | measured | target | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in out]
+    lines.append("<!-- summary:end -->")
+    summary = "\n".join(lines)
+    if "<!-- summary:begin -->" not in TEXT:
+        # First time: right under the title and introduction, above the sections.
+        head, sep, rest = TEXT.partition("\n<!-- ")
+        open(PATH, "w").write(head.rstrip("\n") + "\n\n" + summary + "\n" + sep + rest)
+    else:
+        benchlib.write_section("summary", summary, PATH)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
