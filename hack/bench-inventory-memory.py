@@ -126,9 +126,9 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--bin", "pitrguard"], cwd=REPO, check=True)
     work = tempfile.mkdtemp(prefix="pitrguard-bench-memory.")
     try:
-        rows, base = [], None
+        rows, base, starts = [], None, iter(range(1_000_000))
         run = lambda label, args, expected: dict(  # noqa: E731
-            benchlib.measure_serve(BIN, args, os.path.join(work, f"run-{len(rows)}-{label}"), expected), label=label)
+            benchlib.measure_serve(BIN, args, os.path.join(work, f"run-{next(starts)}-{label}"), expected), label=label)
         base_runs = [run("baseline", ["--inventory", os.path.join(REPO, "examples")], None) for _ in range(RUNS)]
         base = {k: statistics.median(r[k] for r in base_runs) for k in ("ready_s", "rss_kib", "hwm_kib")}
         log(f"baseline (examples/): ready {base['ready_s']:.2f}s, VmRSS {mib(base['rss_kib'])} MiB, VmHWM {mib(base['hwm_kib'])} MiB")
