@@ -213,16 +213,7 @@ def measure(label, expected_backups):
 
 # --- report ----------------------------------------------------------------------------------------
 
-def sh(*args):
-    try:
-        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+sh, loadavg = benchlib.sh, benchlib.loadavg
 
 
 def mib(kib):
