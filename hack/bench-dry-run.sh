@@ -201,30 +201,26 @@ def total(samples, metric, /, **labels):
     return sum(v for n, l, v in samples if n == metric and all(l.get(k) == x for k, x in labels.items()))
 
 
-def pitrguard_metrics():
-    conn = http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=10)
+def fetch_metrics(conn, what, headers=None):
+    """GET /metrics on `conn`, parsed; `what` names the server in an error."""
     try:
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers=headers or {})
         r = conn.getresponse()
         body = r.read().decode()
     finally:
         conn.close()
     if r.status != 200:
-        raise SystemExit(f"pitrguard /metrics: HTTP {r.status}")
+        raise SystemExit(f"{what} /metrics: HTTP {r.status}")
     return parse_metrics(body)
+
+
+def pitrguard_metrics():
+    return fetch_metrics(http.client.HTTPConnection("127.0.0.1", ADMIN, timeout=10), "pitrguard")
 
 
 def apiserver_metrics():
     conn = http.client.HTTPSConnection(API.hostname, API.port, context=SSL, timeout=30)
-    try:
-        conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-        r = conn.getresponse()
-        body = r.read().decode()
-    finally:
-        conn.close()
-    if r.status != 200:
-        raise SystemExit(f"kube-apiserver /metrics: HTTP {r.status}")
-    return parse_metrics(body)
+    return fetch_metrics(conn, "kube-apiserver", {"Authorization": f"Bearer {TOKEN}"})
 
 
 # --- one request ---------------------------------------------------------------------------------------

@@ -188,22 +188,29 @@ pub enum Folded {
     Other,
 }
 
-/// What `doc` is to the index, decoded.
+/// What `doc` is to the index, decoded; an OpsRequest is kept whole.
 pub fn classify(doc: Document) -> Result<Folded, LoadError> {
+    match kind_of(&doc.value) {
+        Kind::OpsRequest => Ok(Folded::OpsRequest(doc)),
+        _ => facts(&doc),
+    }
+}
+
+/// The facts the index keeps of `doc` (`Other` for anything that is not a Backup, ActionSet or Cluster).
+fn facts(doc: &Document) -> Result<Folded, LoadError> {
     Ok(match kind_of(&doc.value) {
         Kind::Backup => {
-            let b: Backup = decode(&doc)?;
+            let b: Backup = decode(doc)?;
             Folded::Backup(BackupFacts::from_backup(&b, DEFAULT_NAMESPACE))
         }
-        Kind::ActionSet => Folded::ActionSet(ActionSetFacts::from_action_set(&decode::<ActionSet>(&doc)?)),
+        Kind::ActionSet => Folded::ActionSet(ActionSetFacts::from_action_set(&decode::<ActionSet>(doc)?)),
         Kind::Cluster => {
             let meta = doc.value.get("metadata");
             let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
             let name = field("name").ok_or_else(|| LoadError::new(&doc.origin, "Cluster without metadata.name"))?;
             Folded::Cluster(field("namespace").unwrap_or(DEFAULT_NAMESPACE).to_string(), name.to_string())
         }
-        Kind::OpsRequest => Folded::OpsRequest(doc),
-        Kind::Other => Folded::Other,
+        Kind::OpsRequest | Kind::Other => Folded::Other,
     })
 }
 
@@ -400,7 +407,7 @@ pub fn kind_of(value: &Value) -> Kind {
 pub fn build_index(docs: &[Document]) -> Result<Index, LoadError> {
     let mut index = Index::new();
     for doc in docs {
-        apply(&mut index, classify(doc.clone())?, None);
+        apply(&mut index, facts(doc)?, None);
     }
     Ok(index)
 }
