@@ -32,22 +32,22 @@ fn inventory(n: usize) -> (Index, Vec<BackupFacts>) {
         let cluster = i / BACKUPS_PER_CLUSTER;
         let k = i % BACKUPS_PER_CLUSTER;
         let lineage = Lineage {
-            cluster_uid: Some(format!("uid-{cluster}")),
-            instance: Some(format!("pg-{cluster}")),
+            cluster_uid: Some(format!("uid-{cluster}").into()),
+            instance: Some(format!("pg-{cluster}").into()),
             component: Some("postgresql".into()),
-            policy_label: Some(format!("pol-{cluster}")),
+            policy_label: Some(format!("pol-{cluster}").into()),
         };
         let continuous = k == 0;
         let end = t0() + TimeDelta::minutes(30 * k as i64 + 5);
         let b = BackupFacts {
-            namespace: format!("ns-{}", cluster / 20),
-            name: if continuous { format!("pg-{cluster}-wal") } else { format!("pg-{cluster}-full-{k}") },
+            namespace: format!("ns-{}", cluster / 20).into(),
+            name: if continuous { format!("pg-{cluster}-wal") } else { format!("pg-{cluster}-full-{k}") }.into(),
             backup_type: if continuous { BackupType::Continuous } else { BackupType::Full },
             phase: Some(if continuous { "Running" } else { "Completed" }.into()),
             start: Some(if continuous { t0() } else { end - TimeDelta::minutes(5) }),
             end: Some(if continuous { t0() + TimeDelta::hours(25) } else { end }),
             lineage,
-            policy_name: Some(format!("pol-{cluster}")),
+            policy_name: Some(format!("pol-{cluster}").into()),
             action_set: Some("pg-pitr".into()),
             has_cluster_snapshot: true,
         };
@@ -77,7 +77,7 @@ fn naive_latest_base(all: &[BackupFacts], s: &BackupFacts, to: DateTime<Utc>) ->
         .filter(|b| b.namespace == s.namespace && b.is_base() && m.matches(&b.lineage))
         .filter(|b| b.end.is_some_and(|e| Some(e) >= s.start && e <= to))
         .max_by(|a, b| a.end.cmp(&b.end).then_with(|| b.name.cmp(&a.name)))
-        .map(|b| b.name.clone())
+        .map(|b| b.name.to_string())
 }
 
 fn decision(c: &mut Criterion) {
@@ -101,7 +101,7 @@ fn decision(c: &mut Criterion) {
             b.iter(|| pitrguard::core::rules::evaluate(black_box(&decoded), &index, &policy))
         });
         let name = serde_json::from_str::<serde_json::Value>(&object).unwrap()["spec"]["restore"]["backupName"].clone();
-        let s = all.iter().find(|b| b.name == name).unwrap().clone();
+        let s = all.iter().find(|b| Some(&*b.name) == name.as_str()).unwrap().clone();
         let t: DateTime<Utc> = "2024-05-07T12:34:56Z".parse().unwrap();
         assert_eq!(naive_latest_base(&all, &s, t), d.plan.unwrap().base_backup);
         group.bench_with_input(BenchmarkId::new("naive-scan-baseline", n), &n, |b, _| {

@@ -180,7 +180,7 @@ fn reviews(index: &Index, generated: usize) -> Vec<Value> {
     let mut backups = Vec::new();
     let mut edges = Vec::new();
     index.for_each_backup_in("demo", &mut |b| {
-        backups.push(b.name.clone());
+        backups.push(b.name.to_string());
         edges.extend(b.start.into_iter().chain(b.end));
     });
     backups.sort();
@@ -477,6 +477,9 @@ fn a_module_that_loops_traps_or_grows_is_denied_and_the_server_stays_up() {
             wait_for(Duration::from_secs(60), "the next module in use", || {
                 metric(admin, "pitrguard_policy_module_reloads_total{result=\"loaded\"}") >= reloads
             });
+            // The server closes a keep-alive connection idle for longer than its header timeout
+            // (5 s), which a slow reload can exceed.
+            c = client(dir.path(), port);
         }
         for endpoint in ["validate", "mutate", "validate"] {
             let (status, body) = c.post(&format!("/{endpoint}"), &r).unwrap();
@@ -496,6 +499,6 @@ fn a_module_that_loops_traps_or_grows_is_denied_and_the_server_stays_up() {
     wait_for(Duration::from_secs(120), "the real module in use", || {
         metric(admin, "pitrguard_policy_module_reloads_total{result=\"loaded\"}") >= reloads + 1.0
     });
-    let (_, body) = c.post("/validate", &r).unwrap();
+    let (_, body) = client(dir.path(), port).post("/validate", &r).unwrap();
     assert_eq!(body["response"]["allowed"], true, "{body}");
 }

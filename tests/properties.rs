@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use pitrguard::admission::{Endpoint, parse_review, respond};
 use pitrguard::cli::windows::windows;
-use pitrguard::core::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage};
+use pitrguard::core::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage, Text};
 use pitrguard::core::mutate::to_patch;
 use pitrguard::core::{BaseEdge, Index, Operation, Policy, Rule, judge};
 use proptest::prelude::*;
@@ -132,9 +132,9 @@ fn build(s: &Scenario) -> Index {
     for (name, ty, phase, end, same) in &s.index_desc {
         inv.apply_backup(BackupFacts {
             namespace: NS.into(),
-            name: name.clone(),
+            name: name.as_str().into(),
             backup_type: ty.clone(),
-            phase: Some(phase.clone()),
+            phase: Some(phase.as_str().into()),
             start: Some(at(end - 60)),
             end: Some(at(*end)),
             lineage: lineage(*same),
@@ -309,16 +309,16 @@ proptest! {
                 Change::Apply { name, ty, completed, end, uid, instance } => {
                     let b = BackupFacts {
                         namespace: NS.into(),
-                        name: format!("b{name}"),
+                        name: format!("b{name}").into(),
                         backup_type: [BackupType::Full, BackupType::Incremental, BackupType::Continuous, BackupType::Differential][ty as usize].clone(),
                         phase: Some(if completed { "Completed" } else { "Running" }.into()),
                         start: end.map(|e| at(e - 10)),
                         end: end.map(at),
                         lineage: Lineage {
-                            cluster_uid: Some(format!("u{uid}")).filter(|_| uid < 2),
-                            instance: Some(format!("i{instance}")),
+                            cluster_uid: Some(format!("u{uid}").into()).filter(|_| uid < 2),
+                            instance: Some(format!("i{instance}").into()),
                             component: Some("c".into()),
-                            policy_label: Some(format!("p{instance}")),
+                            policy_label: Some(format!("p{instance}").into()),
                         },
                         policy_name: None,
                         action_set: None,
@@ -349,12 +349,12 @@ proptest! {
         };
         let (a, b) = (at(from), at(from + len));
         let m = probe.candidate_match();
-        let mut want: Vec<(DateTime<Utc>, String)> = live.values()
+        let mut want: Vec<(DateTime<Utc>, Text)> = live.values()
             .filter(|x| x.is_base() && m.matches(&x.lineage) && x.end.is_some_and(|e| a <= e && e <= b))
             .map(|x| (x.end.unwrap(), x.name.clone()))
             .collect();
         want.sort();
-        let got: Vec<(DateTime<Utc>, String)> = index.bases_ending_between(&probe, a, b).into_iter().map(|r| (r.end, r.name)).collect();
+        let got: Vec<(DateTime<Utc>, Text)> = index.bases_ending_between(&probe, a, b).into_iter().map(|r| (r.end, r.name)).collect();
         prop_assert_eq!(&got, &want);
         prop_assert_eq!(index.earliest_base(&probe, a, b).map(|r| r.name), want.first().map(|w| w.1.clone()));
         let latest_end = want.iter().map(|w| w.0).max();

@@ -85,7 +85,7 @@ pub fn windows(
     edge: BaseEdge,
 ) -> Vec<BackupWindow> {
     let keep = |b: &BackupFacts| {
-        namespace.is_none_or(|n| b.namespace == n) && cluster.is_none_or(|c| b.lineage.instance.as_deref() == Some(c))
+        namespace.is_none_or(|n| *b.namespace == *n) && cluster.is_none_or(|c| b.lineage.instance.as_deref() == Some(c))
     };
     inv.continuous_backups()
         .into_iter()
@@ -100,14 +100,17 @@ pub fn windows(
                 excluded_seconds: w
                     .excluded
                     .iter()
-                    .map(|b| ExcludedSecond { second: format_time(b.end), base_backup: b.name.clone() })
+                    .map(|b| ExcludedSecond { second: format_time(b.end), base_backup: b.name.to_string() })
                     .collect(),
                 base_backup_required: w.base_required,
-                base_backups: bases.into_iter().map(|b| BaseBackup { name: b.name, end: format_time(b.end) }).collect(),
-                cluster: s.lineage.instance,
-                phase: s.phase,
-                namespace: s.namespace,
-                name: s.name,
+                base_backups: bases
+                    .into_iter()
+                    .map(|b| BaseBackup { name: b.name.to_string(), end: format_time(b.end) })
+                    .collect(),
+                cluster: s.lineage.instance.as_deref().map(str::to_string),
+                phase: s.phase.as_deref().map(str::to_string),
+                namespace: s.namespace.to_string(),
+                name: s.name.to_string(),
             }
         })
         .collect()

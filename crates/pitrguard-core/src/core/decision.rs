@@ -216,5 +216,14 @@ impl Decision {
 
 /// Inclusive instant range, printed `a .. b`.
 pub fn range_text(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-    format!("{} .. {}", super::time::format_time(from), super::time::format_time(to))
+    let mut out = String::with_capacity(44);
+    push_range(&mut out, from, to);
+    out
+}
+
+/// [`range_text`] appended to `out`.
+pub fn push_range(out: &mut String, from: DateTime<Utc>, to: DateTime<Utc>) {
+    super::time::push_time(out, from);
+    out.push_str(" .. ");
+    super::time::push_time(out, to);
 }

@@ -3,6 +3,7 @@
 //! The live cache stores these instead of whole objects.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -21,6 +22,10 @@ pub const ANNOTATION_CLUSTER_SNAPSHOT: &str = "kubeblocks.io/cluster-snapshot";
 pub const ANNOTATION_CONNECTION_PASSWORD: &str = "dataprotection.kubeblocks.io/connection-password";
 /// M3: the base backup a restore will start from.
 pub const ANNOTATION_BASE_BACKUP: &str = "pitrguard.io/base-backup";
+
+/// A string of the facts. Shared, not copied: the index hands out facts on every decision, and
+/// a clone of a `Text` is a reference count, not an allocation.
+pub type Text = Arc<str>;
 
 /// `type(B)`: the backup-type label; absent means Full.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,21 +70,21 @@ impl BackupType {
 /// The labels that tie a backup to its cluster (CONTRACT.md §5.3 step 4).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lineage {
-    pub cluster_uid: Option<String>,
-    pub instance: Option<String>,
-    pub component: Option<String>,
+    pub cluster_uid: Option<Text>,
+    pub instance: Option<Text>,
+    pub component: Option<Text>,
     /// The `backup-policy` label.
-    pub policy_label: Option<String>,
+    pub policy_label: Option<Text>,
 }
 
 /// How base candidates of a continuous backup are matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CandidateMatch {
     /// Each label that the continuous backup has must be equal on the candidate.
-    Labels { cluster_uid: Option<String>, instance: Option<String>, component: Option<String> },
+    Labels { cluster_uid: Option<Text>, instance: Option<Text>, component: Option<Text> },
     /// The continuous backup has none of the three labels: the candidate's
     /// `backup-policy` label must equal its `spec.backupPolicyName`.
-    Policy(Option<String>),
+    Policy(Option<Text>),
 }
 
 impl CandidateMatch {
@@ -108,7 +113,7 @@ impl CandidateMatch {
     }
 
     pub fn matches(&self, b: &Lineage) -> bool {
-        fn eq(want: &Option<String>, have: &Option<String>) -> bool {
+        fn eq(want: &Option<Text>, have: &Option<Text>) -> bool {
             want.is_none() || want == have
         }
         match self {
@@ -123,34 +128,35 @@ impl CandidateMatch {
 /// What the rules read of a Backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupFacts {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Text,
+    pub name: Text,
     pub backup_type: BackupType,
-    pub phase: Option<String>,
+    pub phase: Option<Text>,
     /// `start(B)`: `status.timeRange.start`, else `status.startTimestamp`.
     pub start: Option<DateTime<Utc>>,
     /// `end(B)`: `status.timeRange.end`, else `status.completionTimestamp`.
     pub end: Option<DateTime<Utc>>,
     pub lineage: Lineage,
-    pub policy_name: Option<String>,
-    pub action_set: Option<String>,
+    pub policy_name: Option<Text>,
+    pub action_set: Option<Text>,
     pub has_cluster_snapshot: bool,
 }
 
 impl BackupFacts {
     pub fn from_backup(b: &Backup, default_namespace: &str) -> Self {
         let labels = b.metadata.labels.as_ref();
-        let label = |k: &str| labels.and_then(|l| l.get(k)).filter(|v| !v.is_empty()).cloned();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).filter(|v| !v.is_empty()).map(|v| Text::from(v.as_str()));
+        let text = |s: &Option<String>| s.as_deref().map(Text::from);
         let status = b.status.as_ref();
         let range = status.and_then(|s| s.time_range.as_ref());
         let time = |primary: Option<&String>, fallback: Option<&String>| {
             primary.or(fallback).and_then(|raw| parse_status_time(raw))
         };
         Self {
-            namespace: b.metadata.namespace.clone().unwrap_or_else(|| default_namespace.to_string()),
-            name: b.metadata.name.clone().unwrap_or_default(),
+            namespace: b.metadata.namespace.as_deref().unwrap_or(default_namespace).into(),
+            name: b.metadata.name.as_deref().unwrap_or_default().into(),
             backup_type: BackupType::from_label(labels.and_then(|l| l.get(LABEL_BACKUP_TYPE)).map(String::as_str)),
-            phase: status.and_then(|s| s.phase.clone()),
+            phase: status.and_then(|s| text(&s.phase)),
             start: time(range.and_then(|r| r.start.as_ref()), status.and_then(|s| s.start_timestamp.as_ref())),
             end: time(range.and_then(|r| r.end.as_ref()), status.and_then(|s| s.completion_timestamp.as_ref())),
             lineage: Lineage {
@@ -159,10 +165,10 @@ impl BackupFacts {
                 component: label(LABEL_COMPONENT),
                 policy_label: label(LABEL_BACKUP_POLICY),
             },
-            policy_name: b.spec.backup_policy_name.clone().filter(|p| !p.is_empty()),
+            policy_name: text(&b.spec.backup_policy_name).filter(|p| !p.is_empty()),
             action_set: status
                 .and_then(|s| s.backup_method.as_ref())
-                .and_then(|m| m.action_set_name.clone())
+                .and_then(|m| text(&m.action_set_name))
                 .filter(|a| !a.is_empty()),
             has_cluster_snapshot: b
                 .metadata
@@ -196,17 +202,17 @@ impl BackupFacts {
         .into_iter()
         .filter_map(|(k, v)| Some((k.to_string(), Value::from(v?))))
         .collect();
-        let mut metadata = json!({"name": self.name, "namespace": self.namespace, "labels": labels});
+        let mut metadata = json!({"name": &*self.name, "namespace": &*self.namespace, "labels": labels});
         if self.has_cluster_snapshot {
             metadata["annotations"] = json!({ ANNOTATION_CLUSTER_SNAPSHOT: "{}" });
         }
         let mut spec = json!({});
         if let Some(p) = &self.policy_name {
-            spec["backupPolicyName"] = p.as_str().into();
+            spec["backupPolicyName"] = p[..].into();
         }
         let mut status = json!({});
         if let Some(phase) = &self.phase {
-            status["phase"] = phase.as_str().into();
+            status["phase"] = phase[..].into();
         }
         let mut range = json!({});
         for (key, t) in [("start", self.start), ("end", self.end)] {
@@ -216,7 +222,7 @@ impl BackupFacts {
         }
         status["timeRange"] = range;
         if let Some(a) = &self.action_set {
-            status["backupMethod"] = json!({ "actionSetName": a });
+            status["backupMethod"] = json!({ "actionSetName": &**a });
         }
         json!({
             "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
@@ -296,7 +302,7 @@ mod tests {
         }));
         assert_eq!(without.start, Some("2024-05-07T09:00:00Z".parse().unwrap()));
         assert_eq!(without.end, Some("2024-05-07T09:05:00Z".parse().unwrap()));
-        assert_eq!(without.namespace, "default");
+        assert_eq!(&*without.namespace, "default");
         assert_eq!(without.backup_type, BackupType::Full, "no backup-type label means Full");
         assert!(without.is_base());
         assert!(!without.has_cluster_snapshot);

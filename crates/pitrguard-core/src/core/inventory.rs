@@ -11,20 +11,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 // Hashing names is a good part of a decision; foldhash is several times faster than SipHash and
 // still seeded per process.
 use foldhash::{HashMap, HashSet};
 
-use super::facts::{ActionSetFacts, BackupFacts, BackupType, CandidateMatch, Lineage};
+use super::facts::{ActionSetFacts, BackupFacts, BackupType, CandidateMatch, Lineage, Text};
 
 /// A base backup as the window computations see it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BaseRef {
     pub end: DateTime<Utc>,
-    pub name: String,
+    pub name: Text,
 }
 
 /// The read side of the inventory. Object-safe and synchronous: the core never waits.
@@ -74,8 +73,8 @@ pub struct Counts {
 /// Id 0 is "absent". They are few (per cluster, not per Backup) and kept for the index's life.
 #[derive(Debug, Default)]
 struct Symbols {
-    ids: HashMap<Arc<str>, u32>,
-    strings: Vec<Arc<str>>,
+    ids: HashMap<Text, u32>,
+    strings: Vec<Text>,
 }
 
 impl Symbols {
@@ -84,7 +83,7 @@ impl Symbols {
         if let Some(&id) = self.ids.get(s) {
             return id;
         }
-        let shared: Arc<str> = s.into();
+        let shared: Text = s.into();
         self.strings.push(shared.clone());
         let id = u32::try_from(self.strings.len()).expect("fewer than 2^32 distinct strings");
         self.ids.insert(shared, id);
@@ -95,8 +94,8 @@ impl Symbols {
         id.checked_sub(1).map(|i| &*self.strings[i as usize])
     }
 
-    fn string(&self, id: u32) -> Option<String> {
-        self.get(id).map(str::to_string)
+    fn text(&self, id: u32) -> Option<Text> {
+        id.checked_sub(1).map(|i| self.strings[i as usize].clone())
     }
 }
 
@@ -133,8 +132,14 @@ struct Stored {
     has_cluster_snapshot: bool,
 }
 
-/// A Backup name, shared by the by-name map and the time-ordered sets.
-type Name = Arc<str>;
+/// A Backup name, shared by the by-name map, the time-ordered sets and the facts handed out.
+type Name = Text;
+
+/// The smallest name, for range bounds; one shared allocation rather than one per query.
+fn no_name() -> Name {
+    static EMPTY: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Name::from("")).clone()
+}
 
 #[derive(Debug, Default)]
 struct Namespace {
@@ -158,7 +163,7 @@ impl Namespace {
     }
 
     fn unindex(&mut self, b: &BackupFacts) {
-        let name: Name = b.name.as_str().into();
+        let name: Name = b.name.clone();
         if let Some(end) = b.end.filter(|_| b.is_base()) {
             remove_from(&mut self.bases, &b.lineage, &(end, name.clone()));
         }
@@ -198,10 +203,10 @@ fn ending_between(
     to: DateTime<Utc>,
 ) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, Name)> {
     let upper = match to.checked_add_signed(chrono::TimeDelta::nanoseconds(1)) {
-        Some(next) => Bound::Excluded((next, Name::from(""))),
+        Some(next) => Bound::Excluded((next, no_name())),
         None => Bound::Unbounded,
     };
-    set.range((Bound::Included((from, Name::from(""))), upper))
+    set.range((Bound::Included((from, no_name())), upper))
 }
 
 fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, value: &V) {
@@ -220,7 +225,7 @@ fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, valu
 /// cluster (lineage labels, phase, type, policy, ActionSet) are stored once.
 #[derive(Debug, Default)]
 pub struct Index {
-    namespaces: HashMap<String, Namespace>,
+    namespaces: HashMap<Text, Namespace>,
     action_sets: HashMap<String, ActionSetFacts>,
     symbols: Symbols,
     lineages: Lineages,
@@ -245,18 +250,18 @@ impl Index {
         }
     }
 
-    fn facts(&self, namespace: &str, name: &str, s: &Stored) -> BackupFacts {
+    fn facts(&self, namespace: &Text, name: &Name, s: &Stored) -> BackupFacts {
         let sym = &self.symbols;
         BackupFacts {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
+            namespace: namespace.clone(),
+            name: name.clone(),
             backup_type: BackupType::from_label(sym.get(s.backup_type)),
-            phase: sym.string(s.phase),
+            phase: sym.text(s.phase),
             start: s.start,
             end: s.end,
             lineage: self.lineages.all[s.lineage as usize].clone(),
-            policy_name: sym.string(s.policy_name),
-            action_set: sym.string(s.action_set),
+            policy_name: sym.text(s.policy_name),
+            action_set: sym.text(s.action_set),
             has_cluster_snapshot: s.has_cluster_snapshot,
         }
     }
@@ -266,17 +271,16 @@ impl Index {
         self.delete_backup(&b.namespace, &b.name);
         let stored = self.store(&b);
         let ns = self.namespaces.entry(b.namespace.clone()).or_default();
-        let name: Name = b.name.as_str().into();
-        ns.index(&b, &name);
-        ns.backups.insert(name, stored);
+        ns.index(&b, &b.name);
+        ns.backups.insert(b.name, stored);
     }
 
     pub fn delete_backup(&mut self, namespace: &str, name: &str) {
-        let Some(stored) = self.namespaces.get_mut(namespace).and_then(|ns| ns.backups.remove(name)) else {
-            return;
-        };
+        let Some((namespace, ns)) = self.namespaces.get_key_value(namespace) else { return };
+        let Some((name, &stored)) = ns.backups.get_key_value(name) else { return };
         let old = self.facts(namespace, name, &stored);
-        if let Some(ns) = self.namespaces.get_mut(namespace) {
+        if let Some(ns) = self.namespaces.get_mut(&old.namespace) {
+            ns.backups.remove(&old.name);
             ns.unindex(&old);
         }
     }
@@ -290,7 +294,7 @@ impl Index {
     }
 
     pub fn apply_cluster(&mut self, namespace: &str, name: &str) {
-        self.namespaces.entry(namespace.to_string()).or_default().clusters.insert(name.to_string());
+        self.namespaces.entry(namespace.into()).or_default().clusters.insert(name.to_string());
     }
 
     pub fn delete_cluster(&mut self, namespace: &str, name: &str) {
@@ -336,7 +340,8 @@ impl Index {
 
 impl Inventory for Index {
     fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts> {
-        let (name, stored) = self.namespaces.get(namespace)?.backups.get_key_value(name)?;
+        let (namespace, ns) = self.namespaces.get_key_value(namespace)?;
+        let (name, stored) = ns.backups.get_key_value(name)?;
         Some(self.facts(namespace, name, stored))
     }
 
@@ -356,7 +361,7 @@ impl Inventory for Index {
             return Vec::new();
         }
         let m = s.candidate_match();
-        let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.to_string() };
+        let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.clone() };
         let mut found: Vec<BaseRef> = Vec::new();
         for set in Namespace::groups(&ns.bases, &m) {
             let mut range = ending_between(set, from, to);
@@ -407,7 +412,7 @@ impl Inventory for Index {
     }
 
     fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts)) {
-        let Some(ns) = self.namespaces.get(namespace) else { return };
+        let Some((namespace, ns)) = self.namespaces.get_key_value(namespace) else { return };
         for (name, stored) in &ns.backups {
             f(&self.facts(namespace, name, stored));
         }

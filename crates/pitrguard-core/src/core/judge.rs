@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::decision::{Decision, Rule, Skip, Violation};
 use super::inventory::Inventory;
-use super::request::{decode_ops_request, head};
+use super::request::head;
 use super::rules::{Policy, evaluate};
 
 /// The admission operation (`request.operation`).
@@ -48,15 +48,11 @@ pub fn judge_json(
     if matches!(operation, Operation::Delete | Operation::Connect) {
         return Decision::skip(Skip::Operation(operation.as_str().into()));
     }
-    let Some((object, head, group)) = object.and_then(|o| {
-        let head = head(o)?;
-        let group = head.group?;
-        Some((o, head, group))
-    }) else {
+    let Some((object, head)) = object.and_then(|o| Some((o, head(o).filter(|h| h.group.is_some())?))) else {
         return Decision::skip(Skip::NotAnOpsRequest);
     };
     if head.ops_type != "Restore" {
-        return Decision::skip(Skip::NotARestore(head.ops_type.into_owned()));
+        return Decision::skip(Skip::NotARestore(head.ops_type.clone().into_owned()));
     }
     if operation == Operation::Update
         && let Some(old) = old_object
@@ -64,7 +60,7 @@ pub fn judge_json(
     {
         return Decision::skip(Skip::UpdateWithoutRestoreChange);
     }
-    match decode_ops_request(object, group, namespace) {
+    match head.decode(namespace) {
         Ok(req) => evaluate(&req, inv, policy),
         Err(e) => Decision {
             skipped: None,

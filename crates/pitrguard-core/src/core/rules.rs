@@ -9,12 +9,12 @@ use std::cell::OnceCell;
 
 use chrono::{SubsecRound, TimeDelta};
 
-use super::decision::{Decision, Plan, Rule, Violation, Warning, WarningId, range_text};
+use super::decision::{Decision, Plan, Rule, Violation, Warning, WarningId, push_range, range_text};
 use super::facts::BackupFacts;
 use super::inventory::{BaseRef, Inventory};
 use super::mutate::Mutation;
 use super::request::RestoreRequest;
-use super::time::{ACCEPTED_LAYOUTS, PointInTime, format_time, go_duration};
+use super::time::{ACCEPTED_LAYOUTS, PointInTime, format_time, go_duration, push_time};
 use super::window::{BaseEdge, Restorable, Window, base_for, base_required, nearest_restorable, window};
 
 /// The settings that change decisions (`--default-volume-restore-policy`, `--edge-warning`,
@@ -113,7 +113,7 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
             {
                 r13_after_base_completion_second(&mut j, &s, &w, t, base);
             }
-            plan.base_backup = base.map(|b| b.name);
+            plan.base_backup = base.map(|b| b.name.to_string());
         }
         w3_edge_of_running_backup(&mut j, &s, t, policy.edge_warning);
     }
@@ -456,11 +456,20 @@ const EXCLUDED_SHOWN: usize = 3;
 fn restorable_text(w: &Window) -> String {
     match (w.restorable, &w.first_base) {
         (Some((a, b)), _) => {
-            let mut text = format!("restorable window: {}", range_text(a, b));
+            let mut text = String::with_capacity(128);
+            text.push_str("restorable window: ");
+            push_range(&mut text, a, b);
             if !w.excluded.is_empty() {
-                let shown: Vec<String> = w.excluded.iter().take(EXCLUDED_SHOWN).map(|e| format_time(e.end)).collect();
                 let what = if w.excluded.len() == 1 { "second of a base backup" } else { "seconds of base backups" };
-                text.push_str(&format!(", except the completion {what}: {}", shown.join(", ")));
+                text.push_str(", except the completion ");
+                text.push_str(what);
+                text.push_str(": ");
+                for (i, e) in w.excluded.iter().take(EXCLUDED_SHOWN).enumerate() {
+                    if i > 0 {
+                        text.push_str(", ");
+                    }
+                    push_time(&mut text, e.end);
+                }
                 if w.excluded.len() > EXCLUDED_SHOWN {
                     text.push_str(&format!(" and {} more", w.excluded.len() - EXCLUDED_SHOWN));
                 }

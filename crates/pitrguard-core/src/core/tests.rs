@@ -585,7 +585,10 @@ fn an_update_that_changes_the_restore_is_judged() {
 #[test]
 fn a_malformed_restore_is_denied_not_crashed() {
     let d = decide(&ops(json!({"backupName": 5})));
-    assert_denied(&d, Rule::Schema, &["cannot be read"]);
+    assert_denied(&d, Rule::Schema, &["cannot be read", "spec.restore.backupName: expected a string, found a number"]);
+    let mut o = ops(json!({"backupName": "wal"}));
+    o["metadata"]["annotations"] = json!(["not", "a", "map"]);
+    assert_denied(&decide(&o), Rule::Schema, &["metadata.annotations: expected an object, found an array"]);
     let d = decide(&ops(json!("not an object")));
     assert!(!d.allowed());
 }

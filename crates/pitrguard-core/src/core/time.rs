@@ -84,15 +84,35 @@ fn parse_rfc3339_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
 
 /// Formats an instant as UTC RFC 3339 with whole seconds.
 pub fn format_time(t: DateTime<Utc>) -> String {
+    let mut out = String::with_capacity(20);
+    push_time(&mut out, t);
+    out
+}
+
+/// [`format_time`] appended to `out`.
+pub fn push_time(out: &mut String, t: DateTime<Utc>) {
     use chrono::{Datelike, Timelike};
-    // By hand: chrono's format() re-parses its format string on every call, which made it the
-    // largest single cost of a decision.
-    match t.year() {
-        year @ 0..=9999 => {
-            format!("{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.month(), t.day(), t.hour(), t.minute(), t.second())
-        }
-        _ => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    // By hand, digit by digit: chrono's format() re-parses its pattern on every call, and even
+    // `format!` was the largest single cost of a denial, which prints several times.
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        out.push_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        return;
     }
+    let mut b = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    out.push_str(std::str::from_utf8(&b).expect("ASCII digits"));
 }
 
 /// Formats an instant as UTC RFC 3339, keeping a fraction only when there is one.
