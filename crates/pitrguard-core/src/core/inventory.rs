@@ -305,13 +305,29 @@ impl Index {
 
     /// Replaces every Backup with `backups` (a watch's full re-list).
     pub fn replace_backups(&mut self, backups: Vec<BackupFacts>) {
+        let mut listed = Index::new();
+        for b in backups {
+            listed.apply_backup(b);
+        }
+        self.replace_backups_with(listed);
+    }
+
+    /// Replaces every Backup with the Backups of `listed` (its ActionSets and Clusters are not
+    /// read). A watch builds `listed` item by item while a re-list arrives, rather than holding
+    /// the list: the facts of each item are freed at once, so the names the index keeps are not
+    /// left scattered among freed copies that the allocator cannot give back.
+    pub fn replace_backups_with(&mut self, listed: Index) {
         for ns in self.namespaces.values_mut() {
             ns.backups.clear();
             ns.bases.clear();
             ns.continuous.clear();
         }
-        for b in backups {
-            self.apply_backup(b);
+        // Only Backups refer to the symbols and lineages, and every Backup is replaced.
+        self.symbols = listed.symbols;
+        self.lineages = listed.lineages;
+        for (name, part) in listed.namespaces {
+            let ns = self.namespaces.entry(name).or_default();
+            (ns.backups, ns.bases, ns.continuous) = (part.backups, part.bases, part.continuous);
         }
     }
 

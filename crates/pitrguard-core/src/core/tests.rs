@@ -673,3 +673,37 @@ fn r13_does_not_apply_without_a_required_base() {
     inv.apply_backup(mk_backup("full-mid", BackupType::Full, "Completed", Some("10:20:00"), Some("10:25:00")));
     assert!(decide_with(&pitr("wal-nobase", "2024-05-07T10:25:00Z"), &inv).allowed());
 }
+
+#[test]
+fn a_relisted_index_replaces_every_backup_and_keeps_action_sets_and_clusters() {
+    use super::inventory::Inventory;
+    let mut inv = inventory();
+    inv.apply_cluster(NS, "pg");
+    inv.apply_backup(BackupFacts {
+        namespace: "other".into(),
+        ..mk_backup("gone", BackupType::Full, "Failed", None, None)
+    });
+    // The re-list: the WAL archive and one base, under other symbol and lineage ids than before.
+    let mut listed = Index::new();
+    listed.apply_backup(BackupFacts {
+        phase: Some("Deleting".into()),
+        ..mk_backup("x", BackupType::Full, "", None, None)
+    });
+    listed.apply_backup(mk_backup("full-c", BackupType::Full, "Completed", Some("10:34:10"), Some("10:36:30")));
+    listed.apply_backup(mk_wal("wal", "pg-pitr"));
+    inv.replace_backups_with(listed);
+
+    assert_eq!(inv.counts().backups, 3);
+    assert_eq!(inv.backup("other", "gone"), None);
+    assert_eq!(inv.backup(NS, "full-b"), None);
+    assert_eq!(inv.backup(NS, "wal"), Some(mk_wal("wal", "pg-pitr")));
+    assert!(inv.cluster_exists(NS, "pg"));
+    assert!(inv.action_set("pg-pitr").is_some());
+    let wal = inv.backup(NS, "wal").unwrap();
+    let bases: Vec<_> =
+        inv.bases_ending_between(&wal, at("10:00:00"), at("11:00:00")).into_iter().map(|b| b.name).collect();
+    assert_eq!(bases, ["full-c".into()]);
+    // 10:30 is before the only base left, full-c (10:36:30).
+    let d = judge(Operation::Create, Some(&pitr("wal", "2024-05-07T10:30:00Z")), None, NS, &inv, &Policy::default());
+    assert_denied(&d, Rule::R11, &["full-c"]);
+}
