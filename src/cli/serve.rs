@@ -16,7 +16,7 @@ use crate::load::load;
 use crate::metrics::Metrics;
 use crate::server::admin::{self, Admin, CertificateStatus};
 use crate::server::tls::{ReloadingTls, TlsFiles};
-use crate::server::transport::{Limits, serve_plain, serve_tls};
+use crate::server::transport::{self, Limits, serve_plain, serve_tls};
 use crate::server::webhook::{self, App};
 
 #[derive(Debug, clap::Args)]
@@ -180,7 +180,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let registry = Arc::new(metrics.registry());
     let admin = Admin { inventory, metrics, registry, tls: Some(tls.clone() as Arc<dyn CertificateStatus>), watch };
 
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding --listen {}", args.listen))?;
+    let listener = transport::bind(args.listen).with_context(|| format!("binding --listen {}", args.listen))?;
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("binding --admin-listen {}", args.admin_listen))?;

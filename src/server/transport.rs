@@ -34,7 +34,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -74,9 +74,25 @@ impl Default for Limits {
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The listen backlog: connections the kernel has set up and `accept` has not taken yet.
+/// std and tokio bind with 128; a burst of connections (a flood of idle ones, or many
+/// clients reconnecting at once) overflows that, and the kernel then drops new SYNs, a
+/// well-behaved client's too, which it sends again only after a second. Go servers
+/// (kube-apiserver) use the kernel's `somaxconn`, 4096 by default; the kernel caps the
+/// value there.
+pub const LISTEN_BACKLOG: u32 = 4096;
 /// Pause after an accept error that is not about one connection (for
 /// example out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Binds `addr` as `TcpListener::bind` does (`SO_REUSEADDR`), with a backlog of
+/// [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then
 /// drains as described in the module docs. Certificates come from `tls`
