@@ -105,7 +105,7 @@ pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadEr
     const BATCH: usize = 32;
     let decoders = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
     let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let result = std::thread::scope(|scope| {
         let (units, to_decode) = sync_channel::<(u64, Vec<Unit>)>(IN_FLIGHT);
         let (decoded, results) = sync_channel::<(u64, Result<Vec<Folded>, LoadError>)>(IN_FLIGHT);
         let to_decode = Arc::new(Mutex::new(to_decode));
@@ -175,7 +175,9 @@ pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadEr
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(loaded),
         }
-    })
+    });
+    crate::memory::give_back_freed();
+    result
 }
 
 /// A document as the index takes it.

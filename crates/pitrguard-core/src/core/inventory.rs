@@ -271,8 +271,12 @@ impl Index {
         self.delete_backup(&b.namespace, &b.name);
         let stored = self.store(&b);
         let ns = self.namespaces.entry(b.namespace.clone()).or_default();
-        ns.index(&b, &b.name);
-        ns.backups.insert(b.name, stored);
+        // A copy of its own, not the Arc of the facts: those were made where the object was
+        // decoded (another thread, among that object's other, short-lived strings), and a name
+        // kept there would pin the allocator's pages of all of them.
+        let name = Name::from(&*b.name);
+        ns.index(&b, &name);
+        ns.backups.insert(name, stored);
     }
 
     pub fn delete_backup(&mut self, namespace: &str, name: &str) {
