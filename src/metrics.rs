@@ -71,7 +71,7 @@ pub struct Metrics {
     pub inventory_ready: Gauge,
     pub cert_reloads: Family<ResultLabels, Counter>,
     pub cert_expiry: Gauge,
-    /// Seconds since the live inventory last heard from the API server.
+    /// Seconds since a watch of the live inventory failed, until it delivers again (0 while all work).
     pub inventory_staleness: Gauge<f64, AtomicU64>,
     pub watch_restarts: Counter,
     /// Denials confirmed against the API server before being sent (read-your-writes).
@@ -149,7 +149,7 @@ impl Metrics {
         );
         r.register(
             "inventory_staleness_seconds",
-            "Seconds since the live inventory last received an event or a successful list",
+            "Seconds since a watch of the live inventory failed, until it delivers again (a complete re-list or an event): how long changes may be missing from it; 0 while every watch works",
             self.inventory_staleness.clone(),
         );
         r.register(

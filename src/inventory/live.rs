@@ -209,10 +209,9 @@ where
                 continue;
             }
         };
-        // Init comes before a re-list is even tried; only what follows it proves the watch works.
-        if !matches!(event, Event::Init) {
-            state.healthy(K::SLOT);
-        }
+        // The watch counts as healthy again only once the index holds what it brought: after a
+        // re-list, when the whole list has replaced the index (InitDone), not at its first page,
+        // so that "staleness 0" always means the index is as current as the API server's answer.
         match event {
             Event::Init => relist.clear(),
             Event::InitApply(item) => relist.push(item),
@@ -220,6 +219,7 @@ where
                 let items = std::mem::take(&mut relist);
                 let n = items.len();
                 K::replace(&mut shared.write(), items);
+                state.healthy(K::SLOT);
                 tracing::info!(kind = K::NAME, objects = n, "inventory listed");
                 if !synced_once {
                     synced_once = true;
@@ -229,8 +229,14 @@ where
                     }
                 }
             }
-            Event::Apply(item) => K::apply(&mut shared.write(), item),
-            Event::Delete(item) => K::delete(&mut shared.write(), item),
+            Event::Apply(item) => {
+                K::apply(&mut shared.write(), item);
+                state.healthy(K::SLOT);
+            }
+            Event::Delete(item) => {
+                K::delete(&mut shared.write(), item);
+                state.healthy(K::SLOT);
+            }
         }
     }
 }
@@ -296,5 +302,56 @@ impl super::FreshBackups for ApiFresh {
             let _turn = permits.acquire_owned().await?;
             fresh_backups(&client, &namespace).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(name: &str) -> BackupFacts {
+        let b = serde_json::json!({"apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": name, "namespace": "ns"}, "spec": {"backupPolicyName": "p", "backupMethod": "m"}});
+        serde_json::from_value::<SlimBackup>(b).unwrap().facts("ns")
+    }
+
+    /// A re-list after a failed watch: the watch is reported healthy only once the whole list has
+    /// replaced the index, never while the index still holds what was there before the outage.
+    #[tokio::test]
+    async fn a_relist_reports_healthy_only_once_the_index_is_replaced() {
+        let shared = Arc::new(SharedInventory::pending());
+        shared.write().apply_backup(backup("deleted-during-the-outage"));
+        let state = Arc::new(WatchState::new());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let events = vec![
+            Err(watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Ok(Event::InitApply(backup("a"))),
+            Ok(Event::InitApply(backup("b"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(backup("c"))),
+        ];
+        let n = events.len();
+        // Before each event is handed over: is the watch reported failing, and is the old Backup still there?
+        let stream = futures::stream::iter(events).enumerate().map({
+            let (state, shared, seen) = (state.clone(), shared.clone(), seen.clone());
+            move |(i, e)| {
+                let failing = state.broken_since.lock().unwrap()[Backups::SLOT].is_some();
+                let old = shared.read().counts().backups;
+                seen.lock().unwrap().push((i, failing, old));
+                e
+            }
+        });
+        feed::<Backups, _>(stream, shared.clone(), state.clone(), Arc::new(Metrics::new())).await;
+        let failing_after_all = state.broken_since.lock().unwrap()[Backups::SLOT].is_some();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), n);
+        // Handed over: 0 Err, 1 Init, 2 InitApply, 3 InitApply, 4 InitDone, 5 Apply.
+        // While the re-list is under way (before InitDone is handled) the watch still counts as failing.
+        assert!(seen[2..=4].iter().all(|(_, failing, _)| *failing), "{seen:?}");
+        assert_eq!(seen[4].2, 1, "the index still held the old Backup until the list was complete");
+        assert!(!seen[5].1, "healthy after InitDone: {seen:?}");
+        assert!(!failing_after_all);
+        assert_eq!(shared.read().counts().backups, 3, "a, b, c; the deleted one is gone");
     }
 }
