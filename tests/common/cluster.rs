@@ -86,6 +86,96 @@ impl ControlPlane {
         });
     }
 
+    pub fn etcd_pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("etcd.pid")).unwrap().trim().parse().unwrap()
+    }
+
+    /// Freezes etcd (SIGSTOP): its port stays open, nothing answers. Undone by [`Self::resume_etcd`].
+    pub fn pause_etcd(&self) {
+        assert!(Command::new("kill").args(["-STOP", &self.etcd_pid().to_string()]).status().unwrap().success());
+    }
+
+    pub fn resume_etcd(&self) {
+        assert!(Command::new("kill").args(["-CONT", &self.etcd_pid().to_string()]).status().unwrap().success());
+    }
+
+    /// Kills etcd (SIGKILL) and waits until its client port is free. Returns its command line, to
+    /// start it again on the same data directory with [`Self::restart_etcd`].
+    pub fn crash_etcd(&self) -> Vec<String> {
+        let pid = self.etcd_pid();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let args =
+            cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into()).collect();
+        assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+        let port: u16 = self.env["TESTCP_ETCD_URL"].rsplit(':').next().unwrap().parse().unwrap();
+        wait_for(Duration::from_secs(10), "the killed etcd to release its port", || {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        args
+    }
+
+    /// Starts etcd again with `args` (same ports, same data directory), tracked as the control
+    /// plane's etcd, and waits until it is healthy.
+    pub fn restart_etcd(&self, args: &[String]) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.join("etcd.log")).unwrap();
+        let mut child = Command::new(&args[0])
+            .args(&args[1..])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("restart etcd");
+        std::fs::write(self.dir.join("etcd.pid"), child.id().to_string()).unwrap();
+        std::thread::spawn(move || child.wait());
+        let health = format!("{}/health", self.env["TESTCP_ETCD_URL"]);
+        wait_for(Duration::from_secs(60), "etcd to be healthy again", || {
+            Command::new("curl").args(["-sf", "--max-time", "2", &health]).output().is_ok_and(|o| o.status.success())
+        });
+    }
+
+    /// Starts a second kube-apiserver on the same etcd (a control plane with two API servers),
+    /// stopped with the control plane. Returns its URL and a kubeconfig for it (in the control
+    /// plane's directory), once it answers, serves the CRDs and calls the registered webhooks.
+    pub fn second_apiserver(&self) -> (String, PathBuf) {
+        use std::os::unix::process::CommandExt;
+        let pid = self.apiserver_pid();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let port = free_port();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .map(|a| if a.starts_with("--secure-port=") { format!("--secure-port={port}") } else { a })
+            .collect();
+        let log = std::fs::File::create(self.dir.join("apiserver-2.log")).unwrap();
+        let mut child = Command::new(&args[0])
+            .args(&args[1..])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start a second kube-apiserver");
+        self.track("apiserver-2", child.id());
+        std::thread::spawn(move || child.wait());
+        let url = format!("https://127.0.0.1:{port}");
+        let kubeconfig = self.dir.join("kubeconfig-2");
+        let text = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        std::fs::write(&kubeconfig, text.replace(&self.env["TESTCP_API_URL"], &url)).unwrap();
+        let via = kubeconfig.to_str().unwrap();
+        wait_for(Duration::from_secs(120), "the second API server to answer", || {
+            self.kubectl(&["--kubeconfig", via, "get", "--raw", "/readyz"], None).status.success()
+        });
+        wait_for(Duration::from_secs(60), "the second API server to serve the CRDs", || {
+            self.kubectl(&["--kubeconfig", via, "get", "backups.dataprotection.kubeblocks.io", "-A"], None)
+                .status
+                .success()
+        });
+        (url, kubeconfig)
+    }
+
     pub fn kubeconfig(&self) -> &str {
         &self.env["KUBECONFIG"]
     }
