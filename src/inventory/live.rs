@@ -108,14 +108,20 @@ trait Kind: Send + 'static {
     const NAME: &'static str;
     /// Its place in [`WatchState`].
     const SLOT: usize;
+    /// What a re-list gathers until it is complete (InitDone).
+    type Listed: Default + Send;
     fn apply(index: &mut Index, item: Self::Item);
     fn delete(index: &mut Index, item: Self::Item);
-    fn replace(index: &mut Index, items: Vec<Self::Item>);
+    fn list(listed: &mut Self::Listed, item: Self::Item);
+    /// Replaces the kind's objects in `index` with `listed`; returns how many there are.
+    fn replace(index: &mut Index, listed: Self::Listed) -> usize;
 }
 
 struct Backups;
 impl Kind for Backups {
     type Item = BackupFacts;
+    /// Backups are indexed as they arrive: a list of tens of thousands is never held as facts.
+    type Listed = Index;
     const NAME: &'static str = "Backup";
     const SLOT: usize = 0;
     fn apply(index: &mut Index, b: BackupFacts) {
@@ -124,14 +130,20 @@ impl Kind for Backups {
     fn delete(index: &mut Index, b: BackupFacts) {
         index.delete_backup(&b.namespace, &b.name);
     }
-    fn replace(index: &mut Index, items: Vec<BackupFacts>) {
-        index.replace_backups(items);
+    fn list(listed: &mut Index, b: BackupFacts) {
+        listed.apply_backup(b);
+    }
+    fn replace(index: &mut Index, listed: Index) -> usize {
+        let n = listed.counts().backups;
+        index.replace_backups_with(listed);
+        n
     }
 }
 
 struct ActionSets;
 impl Kind for ActionSets {
     type Item = ActionSetFacts;
+    type Listed = Vec<ActionSetFacts>;
     const NAME: &'static str = "ActionSet";
     const SLOT: usize = 1;
     fn apply(index: &mut Index, a: ActionSetFacts) {
@@ -140,14 +152,20 @@ impl Kind for ActionSets {
     fn delete(index: &mut Index, a: ActionSetFacts) {
         index.delete_action_set(&a.name);
     }
-    fn replace(index: &mut Index, items: Vec<ActionSetFacts>) {
+    fn list(listed: &mut Self::Listed, a: ActionSetFacts) {
+        listed.push(a);
+    }
+    fn replace(index: &mut Index, items: Vec<ActionSetFacts>) -> usize {
+        let n = items.len();
         index.replace_action_sets(items);
+        n
     }
 }
 
 struct Clusters;
 impl Kind for Clusters {
     type Item = (String, String);
+    type Listed = Vec<(String, String)>;
     const NAME: &'static str = "Cluster";
     const SLOT: usize = 2;
     fn apply(index: &mut Index, (ns, name): (String, String)) {
@@ -156,8 +174,13 @@ impl Kind for Clusters {
     fn delete(index: &mut Index, (ns, name): (String, String)) {
         index.delete_cluster(&ns, &name);
     }
-    fn replace(index: &mut Index, items: Vec<(String, String)>) {
+    fn list(listed: &mut Self::Listed, c: (String, String)) {
+        listed.push(c);
+    }
+    fn replace(index: &mut Index, items: Vec<(String, String)>) -> usize {
+        let n = items.len();
         index.replace_clusters(items);
+        n
     }
 }
 
@@ -196,7 +219,7 @@ where
     S: Stream<Item = Result<Event<K::Item>, watcher::Error>> + Send,
 {
     let mut stream = std::pin::pin!(stream);
-    let mut relist: Vec<K::Item> = Vec::new();
+    let mut relist = K::Listed::default();
     let mut synced_once = false;
     while let Some(event) = stream.next().await {
         let event = match event {
@@ -213,12 +236,12 @@ where
         // re-list, when the whole list has replaced the index (InitDone), not at its first page,
         // so that "staleness 0" always means the index is as current as the API server's answer.
         match event {
-            Event::Init => relist.clear(),
-            Event::InitApply(item) => relist.push(item),
+            Event::Init => relist = K::Listed::default(),
+            Event::InitApply(item) => K::list(&mut relist, item),
             Event::InitDone => {
-                let items = std::mem::take(&mut relist);
-                let n = items.len();
-                K::replace(&mut shared.write(), items);
+                let n = K::replace(&mut shared.write(), std::mem::take(&mut relist));
+                // Outside the lock: what the list brought and the old index are freed by now.
+                crate::memory::give_back_freed();
                 state.healthy(K::SLOT);
                 tracing::info!(kind = K::NAME, objects = n, "inventory listed");
                 if !synced_once {
