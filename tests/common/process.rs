@@ -18,9 +18,16 @@ pub fn after_exit(script: &str) {
         .expect("start the clean-up watchdog");
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, below the kernel's ephemeral range
+/// (32768-60999): a port handed out by `bind(0)` and released can be taken, before the server
+/// binds it, as the source port of any outgoing connection, which load tests make by thousands.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    (0u64..)
+        .map(|i| 20_000 + (random.hash_one(i) % 12_000) as u16)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below 32000")
 }
 
 /// Polls `ok` every 100 ms until it holds; fails the test after `limit`.

@@ -59,10 +59,16 @@ TOKEN=$(openssl rand -hex 16)
 echo "$TOKEN,admin,admin-uid,\"system:masters\"" >"$P/tokens.csv"
 chmod 600 "$P"/*.key "$P/tokens.csv"
 
-# --- free ports: bind all three at once so they are distinct ---------------------------------------
+# --- free ports: three distinct ones below the kernel's ephemeral range (32768-60999), where a port
+# released here cannot be taken as the source port of an outgoing connection before etcd and the
+# API server bind it (tests next to this make thousands of connections). --------------------------
 read -r ETCD_PORT PEER_PORT API_PORT < <(python3 -c '
-import socket; s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]; print(*[x.getsockname()[1] for x in s])')
+import random, socket
+def free(p):
+    try:
+        with socket.socket() as s: s.bind(("127.0.0.1", p)); return True
+    except OSError: return False
+print(*[p for p in random.sample(range(20000, 32000), 200) if free(p)][:3])')
 API_URL=https://127.0.0.1:$API_PORT ETCD_URL=http://127.0.0.1:$ETCD_PORT
 
 # Daemons get their own session (setsid) and no inherited stdio, so callers that wait for the
