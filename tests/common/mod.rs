@@ -101,5 +101,6 @@ pub fn review(operation: &str, object: Value, old_object: Value) -> Value {
 }
 pub mod cluster;
 pub mod https;
+pub mod load;
 pub mod process;
 pub mod wasm;
