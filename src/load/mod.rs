@@ -498,6 +498,23 @@ metadata:
     }
 
     #[test]
+    fn a_broken_field_beside_the_items_of_a_streamed_yaml_list_is_an_error() {
+        // Found by fuzz/fuzz_targets/loader.rs: the List's own fields were skipped unread.
+        let text = "apiVersion: v1\nitems:\n- kind: Backup\n  metadata: {name: a}\nkind: List\nmetadata:\n  \
+                    resourceVersion: ''ion: x\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.yaml");
+        std::fs::write(&path, text).unwrap();
+        let e = yaml_list::stream(&path, "list.yaml", &mut |_| Ok(())).unwrap_err().to_string();
+        assert!(e.starts_with("list.yaml: document 1: "), "{e}");
+        let mut docs = Vec::new();
+        assert!(parse_text("list.yaml", text, false, &mut docs).is_err(), "the whole read refuses it too");
+        let good = text.replace("''ion: x", "''");
+        std::fs::write(&path, &good).unwrap();
+        assert!(yaml_list::stream(&path, "list.yaml", &mut |_| Ok(())).unwrap());
+    }
+
+    #[test]
     fn other_yaml_layouts_are_read_whole_with_the_same_result() {
         let indented = "kind: List\nitems:\n  - kind: Backup\n    metadata: {name: a}\n  - kind: Backup\n";
         let flow = "kind: List\nitems: [{kind: Backup}]\n";

@@ -36,8 +36,11 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     if !(list && items_at_column_0) {
         return Ok(false);
     }
-    // Pass 2: each entry's lines, parsed as a one-entry sequence.
+    // Pass 2: each entry's lines, parsed as a one-entry sequence. The lines of the List's other
+    // fields (`apiVersion`, `kind`, `metadata`, ...) are kept and parsed at the end, so that a
+    // broken one is an error here as in the whole read (found by fuzz/fuzz_targets/loader.rs).
     let (mut chunk, mut n, mut in_items, mut first_line) = (String::new(), 0usize, false, 0usize);
+    let mut rest = String::new();
     let mut flush = |chunk: &mut String, n: usize, first_line: usize| -> Result<(), LoadError> {
         if chunk.is_empty() {
             return Ok(());
@@ -53,6 +56,10 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
             let entry = line == "-" || line.starts_with("- ");
             in_items = entry || line.trim_end() == "items:";
             if !entry {
+                if !in_items {
+                    rest.push_str(&line);
+                    rest.push('\n');
+                }
                 continue;
             }
             n += 1;
@@ -61,8 +68,13 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         if in_items && (column_0 || !chunk.is_empty()) {
             chunk.push_str(&line);
             chunk.push('\n');
+        } else if !in_items {
+            rest.push_str(&line);
+            rest.push('\n');
         }
     }
     flush(&mut chunk, n, first_line)?;
+    serde_yaml::from_str::<serde::de::IgnoredAny>(&rest)
+        .map_err(|e| LoadError::new(Origin { file: name.into(), document: 1, item: None }, e))?;
     Ok(true)
 }

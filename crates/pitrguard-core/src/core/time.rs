@@ -127,7 +127,10 @@ pub fn display_time(t: DateTime<Utc>) -> String {
 /// Parses a timestamp of a Backup's status (metav1.Time: RFC 3339). The API server stores it in whole
 /// seconds, so a fraction in a hand-written file is dropped as the API server would drop it.
 pub fn parse_status_time(raw: &str) -> Option<DateTime<Utc>> {
-    parse_rfc3339_strict(raw.trim()).map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
+    // A leap second (`:60`) is refused as in `PointInTime::parse` (Go refuses it; chrono would keep
+    // a nanosecond count past 10^9 that truncating leaves in place; found by fuzz/fuzz_targets/time.rs).
+    let t = parse_rfc3339_strict(raw.trim())?;
+    (t.timestamp_subsec_nanos() < 1_000_000_000).then(|| t.with_timezone(&Utc).trunc_subsecs(0))
 }
 
 /// A non-negative duration as Go's `time.Duration.String` prints it: `12m46s`, `1h0m5s`, `1.5s`, `250ms`.
@@ -246,6 +249,16 @@ mod tests {
         ] {
             assert!(PointInTime::parse(raw).is_none(), "{raw} should not parse");
         }
+    }
+
+    #[test]
+    fn a_status_time_is_rfc3339_in_whole_seconds_without_a_leap_second() {
+        let t = parse_status_time("2024-05-07T10:30:59.75Z").unwrap();
+        assert_eq!(format_time(t), "2024-05-07T10:30:59Z");
+        assert_eq!(t.timestamp_subsec_nanos(), 0);
+        // Found by fuzz/fuzz_targets/time.rs: chrono keeps `:60` as 10^9 nanoseconds.
+        assert_eq!(parse_status_time("2024-05-07T10:30:60Z"), None);
+        assert_eq!(parse_status_time("2024-05-07T10:30:60.5+08:00"), None);
     }
 
     #[test]
