@@ -95,11 +95,15 @@ impl Server {
         Server { child, port, admin, ca, _dir: dir }
     }
 
-    /// `want` connections, or fewer if this process's open-file limit (which the server shares)
-    /// cannot hold them with room to spare.
+    /// `want` connections, or fewer if the open-file limit (this process's, which the server
+    /// inherits: each holds one end of every connection) cannot hold them with room to spare.
     fn connection_budget(want: usize) -> usize {
         let soft = raise_nofile(16_384) as usize;
-        want.min(soft.saturating_sub(1024))
+        let n = want.min(soft.saturating_sub(256));
+        if n < want {
+            eprintln!("abuse: open-file limit {soft}: {n} idle connections instead of {want}");
+        }
+        n
     }
 
     fn pid(&self) -> u32 {
