@@ -111,8 +111,8 @@ for t in "${targets[@]}"; do
   set -e
   took=$((SECONDS - began))
   done_line=$(grep -E '^#[0-9]+\s+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
-  execs=$(grep -oP 'stat::number_of_executed_units: \K[0-9]+' "$log" || true)
-  rate=$(grep -oP 'stat::average_exec_per_sec: \K[0-9]+' "$log" || true)
+  execs=$(grep -oP 'stat::number_of_executed_units:\s+\K[0-9]+' "$log" || true)
+  rate=$(grep -oP 'stat::average_exec_per_sec:\s+\K[0-9]+' "$log" || true)
   cov=$(grep -oP 'cov: \K[0-9]+' <<<"$done_line" || true)
   ft=$(grep -oP 'ft: \K[0-9]+' <<<"$done_line" || true)
   corp=$(grep -oP 'corp: \K[0-9]+/[0-9]+[a-zA-Z]*' <<<"$done_line" || true)

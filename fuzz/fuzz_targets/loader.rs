@@ -91,7 +91,8 @@ fuzz_target!(|data: &[u8]| {
         let loaded = load::load(std::slice::from_ref(&path), true);
         match (&streamed, &loaded) {
             (Ok(docs), Ok(loaded)) => {
-                let index = load::build_index(docs).unwrap_or_else(|e| panic!("load took what build_index refuses: {e}"));
+                let index =
+                    load::build_index(docs).unwrap_or_else(|e| panic!("load took what build_index refuses: {e}"));
                 assert_eq!(loaded.documents, docs.len());
                 let ops: Vec<&Document> = docs.iter().filter(|d| load::kind_of(&d.value) == Kind::OpsRequest).collect();
                 assert_eq!(loaded.ops_requests.iter().collect::<Vec<_>>(), ops);

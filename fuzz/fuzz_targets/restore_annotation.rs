@@ -101,7 +101,8 @@ fuzz_target!(|data: &[u8]| {
     match (raw_time, field("restoreTime")) {
         (None, None) => {}
         (Some(raw), Some(written)) => {
-            let continuous = str_at(backup, "/metadata/labels/dataprotection.kubeblocks.io~1backup-type") == Some("Continuous");
+            let continuous =
+                str_at(backup, "/metadata/labels/dataprotection.kubeblocks.io~1backup-type") == Some("Continuous");
             match PointInTime::parse(raw).filter(|_| continuous) {
                 Some(t) => {
                     assert_eq!(written, t.normal_form());

@@ -130,7 +130,8 @@ fn decimal(text: &str, scale: u128, whole: &str) -> u128 {
     assert!(frac.bytes().all(|b| b.is_ascii_digit()) && !frac.ends_with('0'), "{whole:?}");
     let digits = scale.ilog10() as usize;
     assert!(frac.len() <= digits, "{whole:?}");
-    let frac_value = if frac.is_empty() { 0 } else { frac.parse::<u128>().unwrap() * 10u128.pow((digits - frac.len()) as u32) };
+    let frac_value =
+        if frac.is_empty() { 0 } else { frac.parse::<u128>().unwrap() * 10u128.pow((digits - frac.len()) as u32) };
     int.parse::<u128>().unwrap() * scale + frac_value
 }
 
@@ -143,7 +144,8 @@ fn check_text(s: &str) {
     assert_eq!(status.map(instant), reference_rfc3339(raw).map(|(t, _)| (t, 0)), "parse_status_time({s:?})");
     let Some(p) = parsed else { return };
     let normal = p.normal_form();
-    let again = PointInTime::parse(&normal).unwrap_or_else(|| panic!("the normal form {normal:?} of {s:?} does not parse"));
+    let again =
+        PointInTime::parse(&normal).unwrap_or_else(|| panic!("the normal form {normal:?} of {s:?} does not parse"));
     assert_eq!(again.instant, p.instant.trunc_subsecs(0), "{s:?} -> {normal:?}");
     assert!(normal.len() == 20 && normal.ends_with('Z') && !again.has_fraction(), "{normal:?}");
     assert_eq!(again.normal_form(), normal, "the normal form is a fixed point");

@@ -55,7 +55,7 @@ pub fn repeats_a_key(text: &str, tree: &Value) -> bool {
         }
     }
     // Every member is a `"key":` in the text; a tree with fewer lost some to repeats.
-    struct Count(usize);
+    struct Count;
     impl<'de> serde::de::Visitor<'de> for Count {
         type Value = usize;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -75,17 +75,29 @@ pub fn repeats_a_key(text: &str, tree: &Value) -> bool {
             }
             Ok(n)
         }
-        fn visit_bool<E>(self, _: bool) -> Result<usize, E> { Ok(0) }
-        fn visit_i64<E>(self, _: i64) -> Result<usize, E> { Ok(0) }
-        fn visit_u64<E>(self, _: u64) -> Result<usize, E> { Ok(0) }
-        fn visit_f64<E>(self, _: f64) -> Result<usize, E> { Ok(0) }
-        fn visit_str<E>(self, _: &str) -> Result<usize, E> { Ok(0) }
-        fn visit_unit<E>(self) -> Result<usize, E> { Ok(0) }
+        fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_unit<E>(self) -> Result<usize, E> {
+            Ok(0)
+        }
     }
     struct Counted(usize);
     impl<'de> serde::Deserialize<'de> for Counted {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(Count(0)).map(Counted)
+            d.deserialize_any(Count).map(Counted)
         }
     }
     serde_json::from_str::<Counted>(text).map_or(true, |c| c.0 != members(tree))
