@@ -70,6 +70,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- build -------------------------------------------------------------------------------
+# The fuzz workspace has a target directory of its own (fuzz/target, read below), whatever
+# CARGO_TARGET_DIR the caller set for the main workspace.
+unset CARGO_TARGET_DIR
 # One build of every target (or of the one asked for); 16 codegen units shorten the cold
 # build's long poles (wasmtime, cranelift) on 2 cores.
 start=$SECONDS
