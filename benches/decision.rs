@@ -13,7 +13,7 @@ use pitrguard::core::facts::{BackupFacts, BackupType, CandidateMatch, Lineage};
 use pitrguard::core::{Index, Operation, Policy, judge_json};
 use serde_json::json;
 
-// The allocator the binary runs on (mimalloc unless built with --no-default-features).
+// The allocator the binary runs on (mimalloc unless built with --no-default-features --features runtime).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -60,7 +60,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
-// mimalloc, which won hack/bench-allocator.sh; glibc with `--no-default-features`.
+// mimalloc, which won hack/bench-allocator.sh; glibc with `--no-default-features --features runtime`.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

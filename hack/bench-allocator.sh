@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # glibc's malloc vs mimalloc under the webhook load benchmark: runs
-# `cargo bench --bench webhook_load` twice, `--no-default-features` (glibc) and the default
+# `cargo bench --bench webhook_load` twice, `--no-default-features --features runtime` (glibc) and the default
 # build (mimalloc), one after the other, and writes both into BENCHMARKS.md (between the
 # allocator markers).
 #   usage: hack/bench-allocator.sh
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d "${TMPDIR:-/tmp}/pitrguard-bench-allocator.XXXXXX")
 trap 'rm -rf "$out"' EXIT
-WEBHOOK_LOAD_WRITE=0 cargo bench --bench webhook_load --no-default-features 2>/dev/null | tee "$out/glibc.txt"
+WEBHOOK_LOAD_WRITE=0 cargo bench --bench webhook_load --no-default-features --features runtime 2>/dev/null | tee "$out/glibc.txt"
 WEBHOOK_LOAD_WRITE=0 cargo bench --bench webhook_load 2>/dev/null | tee "$out/mimalloc.txt"
 python3 - "$out" <<'PY'
 import datetime, os, re, sys
@@ -32,7 +32,7 @@ section = f"""<!-- allocator:begin -->
 ## Allocator: glibc vs mimalloc (`hack/bench-allocator.sh`)
 
 Command: `hack/bench-allocator.sh` — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {cpu}. The webhook load benchmark (setup in its
-section) run twice, one build after the other: `--no-default-features` (glibc malloc) and the default build (the whole
+section) run twice, one build after the other: `--no-default-features --features runtime` (glibc malloc) and the default build (the whole
 process, floor server and load generator included, on mimalloc). The floor/webhook ratio within each run is the fair
 comparison; between runs the machine may have changed.
 

@@ -25,7 +25,7 @@ use pitrguard::server::tls::{ReloadingTls, TlsFiles};
 use pitrguard::server::transport::{Limits, serve_tls};
 use tokio::sync::watch;
 
-// The allocator of the pitrguard binary (src/main.rs): mimalloc, glibc with `--no-default-features`.
+// The allocator of the pitrguard binary (src/main.rs): mimalloc, glibc with `--no-default-features --features runtime`.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -78,7 +78,7 @@ unset CARGO_TARGET_DIR
 start=$SECONDS
 one=()
 ((${#targets[@]} == 1)) && one=("${targets[0]}")
-if ! (cd fuzz && nice -n "${PITRGUARD_FUZZ_NICE:-10}" cargo +nightly fuzz build --codegen-units 16 "${one[@]}") \
+if ! (cd fuzz && nice -n "${PITRGUARD_FUZZ_NICE:-10}" cargo +nightly fuzz build --features module-host --codegen-units 16 "${one[@]}") \
   >"$tmp/build.log" 2>&1; then
   grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' "$tmp/build.log" | tail -n 60
   echo "fuzz: the build failed" >&2

@@ -12,16 +12,24 @@
 // One exception, allowed where it is: `memory::give_back_freed` calls into the allocator.
 #![deny(unsafe_code)]
 
+// Without the `runtime` feature only the offline part builds: decisions, loading, the
+// reconciler's object builders and (with `module-host`) the policy module's host.
 pub mod admission;
+#[cfg(feature = "runtime")]
 pub mod certs;
+#[cfg(feature = "runtime")]
 pub mod cli;
+#[cfg(feature = "runtime")]
 pub mod file_watch;
 pub mod inventory;
 pub mod load;
 pub mod memory;
+#[cfg(feature = "runtime")]
 pub mod metrics;
+#[cfg(feature = "module-host")]
 pub mod policy_module;
 pub mod reconcile;
+#[cfg(feature = "runtime")]
 pub mod server;
 
 pub use pitrguard_core::{core, crd, module_abi};

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use pitrguard::cli::{Cli, Command, reconcile, serve, validate, windows};
 
-// mimalloc, which won hack/bench-allocator.sh; glibc with `--no-default-features`.
+// mimalloc, which won hack/bench-allocator.sh; glibc with `--no-default-features --features runtime`.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -5,7 +5,7 @@
 //! default, so the resident size after a load would be the load's peak, not the index.
 
 /// Returns the allocator's free pages to the system (mimalloc: `mi_collect(true)`); with
-/// glibc's malloc (`--no-default-features`), nothing to do here.
+/// glibc's malloc (`--no-default-features --features runtime`), nothing to do here.
 #[allow(unsafe_code)]
 pub fn give_back_freed() {
     #[cfg(feature = "mimalloc")]

@@ -216,28 +216,8 @@ impl Kubectl {
             "spec": {"terminationPolicy": "Delete",
                 "componentSpecs": [{"name": "postgresql", "componentDef": "postgresql-16", "replicas": 1}]}})
         .to_string();
-        for (name, ty, method, range) in [
-            ("pg-wal", "Continuous", "archive-wal", ("2024-05-07T10:07:45Z", "2024-05-07T10:47:14Z")),
-            ("pg-full", "Full", "pg-basebackup", ("2024-05-07T10:18:40Z", "2024-05-07T10:20:03Z")),
-        ] {
-            let manifest = json!({
-                "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
-                "metadata": {"name": name, "labels": {
-                    "app.kubernetes.io/instance": "pg", "apps.kubeblocks.io/component-name": "postgresql",
-                    "dataprotection.kubeblocks.io/cluster-uid": "6f1c6e1d-0000-4000-8000-000000000001",
-                    "dataprotection.kubeblocks.io/backup-type": ty},
-                    "annotations": {"kubeblocks.io/cluster-snapshot": snapshot}},
-                "spec": {"backupPolicyName": "pg-postgresql-backup-policy", "backupMethod": method}
-            });
-            self.ok(&["apply", "-n", ns, "-f", "-"], Some(&manifest.to_string()));
-            let phase = if ty == "Continuous" { "Running" } else { "Completed" };
-            let status = json!({"status": {"phase": phase, "timeRange": {"start": range.0, "end": range.1},
-                "startTimestamp": range.0, "completionTimestamp": range.1}});
-            self.ok(
-                &["patch", "backup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &status.to_string()],
-                None,
-            );
-        }
+        let annotations = json!({"kubeblocks.io/cluster-snapshot": snapshot});
+        story_backups(&|args, stdin| _ = self.ok(args, stdin), ns, "pg", &annotations);
     }
 }
 

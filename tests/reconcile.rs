@@ -118,24 +118,8 @@ fn story(prefix: &str) -> (&'static ControlPlane, String) {
 
 /// `{prefix}-wal` (Continuous) and `{prefix}-full` (Full), both carrying `snapshot`.
 fn backups(cp: &ControlPlane, ns: &str, prefix: &str, snapshot: &str) {
-    for (ty, phase, range) in [
-        ("Continuous", "Running", ("2024-05-07T10:07:45Z", "2024-05-07T10:47:14Z")),
-        ("Full", "Completed", ("2024-05-07T10:18:40Z", "2024-05-07T10:20:03Z")),
-    ] {
-        let name = format!("{prefix}-{}", if ty == "Continuous" { "wal" } else { "full" });
-        let manifest = json!({
-            "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": name, "labels": {
-                "app.kubernetes.io/instance": "pg", "apps.kubeblocks.io/component-name": "postgresql",
-                "dataprotection.kubeblocks.io/cluster-uid": "6f1c6e1d-0000-4000-8000-000000000001",
-                "dataprotection.kubeblocks.io/backup-type": ty},
-                "annotations": {"kubeblocks.io/cluster-snapshot": snapshot}},
-            "spec": {"backupPolicyName": "pg-postgresql-backup-policy",
-                "backupMethod": if ty == "Continuous" { "archive-wal" } else { "pg-basebackup" }}
-        });
-        cp.kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&manifest.to_string()));
-        set_status(cp, ns, &name, phase, range);
-    }
+    let annotations = json!({"kubeblocks.io/cluster-snapshot": snapshot});
+    story_backups(&|args, stdin| _ = cp.kubectl_ok(args, stdin), ns, prefix, &annotations);
 }
 
 /// A 1.0 Restore OpsRequest, labelled for this test's reconciler.

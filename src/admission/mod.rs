@@ -2,6 +2,7 @@
 //! `admission.k8s.io/v1` wire format and the core, and ([`pipeline`]) the one
 //! entry point a request goes through. No rule lives here.
 
+#[cfg(feature = "runtime")]
 pub mod pipeline;
 
 use std::borrow::Cow;

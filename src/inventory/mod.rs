@@ -2,7 +2,9 @@
 //! the file loader fills once, or that live watches keep current, and that
 //! the webhook reads.
 
+#[cfg(feature = "runtime")]
 pub mod live;
+#[cfg(feature = "runtime")]
 pub mod slim;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +56,7 @@ impl SharedInventory {
 
 /// Reads a namespace's Backups straight from the API server, for a denial that
 /// Backups newer than the cache could overturn (read-your-writes).
+#[cfg(feature = "runtime")]
 pub trait FreshBackups: Send + Sync {
     fn backups_in(&self, namespace: String) -> futures::future::BoxFuture<'static, anyhow::Result<Index>>;
 }

@@ -375,37 +375,56 @@ pub fn ops(api: &str, name: &str, cluster: &str, backup: &str, t: Option<&str>) 
     )
 }
 
-/// Creates a Backup and then sets its status through the status subresource, as KubeBlocks does.
+/// A Backup of the examples' cluster `pg`, labelled as KubeBlocks labels it. `annotations` carry
+/// the Cluster snapshot a restore builds from, and whatever else a test needs.
+pub fn backup_manifest(name: &str, ty: &str, annotations: &Value) -> String {
+    serde_json::json!({
+        "apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+        "metadata": {"name": name, "labels": {
+            "app.kubernetes.io/instance": "pg", "apps.kubeblocks.io/component-name": "postgresql",
+            "dataprotection.kubeblocks.io/cluster-uid": "6f1c6e1d-0000-4000-8000-000000000001",
+            "dataprotection.kubeblocks.io/backup-type": ty},
+            "annotations": annotations},
+        "spec": {"backupPolicyName": "pg-postgresql-backup-policy",
+            "backupMethod": if ty == "Continuous" { "archive-wal" } else { "pg-basebackup" }}
+    })
+    .to_string()
+}
+
+/// The kubectl arguments that set a Backup's status through the status subresource, as KubeBlocks does.
+fn status_args(ns: &str, name: &str, phase: &str, (start, end): (&str, &str)) -> [String; 9] {
+    let status = serde_json::json!({"status": {"phase": phase, "timeRange": {"start": start, "end": end},
+        "startTimestamp": start, "completionTimestamp": end}});
+    ["patch", "backup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &status.to_string()]
+        .map(String::from)
+}
+
+/// Creates a Backup and then sets its status.
 pub fn backup(cp: &ControlPlane, ns: &str, name: &str, ty: &str, phase: &str, range: (&str, &str)) {
-    let manifest = format!(
-        r#"apiVersion: dataprotection.kubeblocks.io/v1alpha1
-kind: Backup
-metadata:
-  name: {name}
-  labels:
-    app.kubernetes.io/instance: pg
-    apps.kubeblocks.io/component-name: postgresql
-    dataprotection.kubeblocks.io/cluster-uid: 6f1c6e1d-0000-4000-8000-000000000001
-    dataprotection.kubeblocks.io/backup-type: {ty}
-  annotations:
-    kubeblocks.io/cluster-snapshot: '{{"apiVersion":"apps.kubeblocks.io/v1","kind":"Cluster","metadata":{{"name":"pg"}}}}'
-spec:
-  backupPolicyName: pg-postgresql-backup-policy
-  backupMethod: {method}
-"#,
-        method = if ty == "Continuous" { "archive-wal" } else { "pg-basebackup" }
-    );
-    cp.kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&manifest));
+    let snapshot = r#"{"apiVersion":"apps.kubeblocks.io/v1","kind":"Cluster","metadata":{"name":"pg"}}"#;
+    let annotations = serde_json::json!({"kubeblocks.io/cluster-snapshot": snapshot});
+    cp.kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&backup_manifest(name, ty, &annotations)));
     set_status(cp, ns, name, phase, range);
 }
 
-pub fn set_status(cp: &ControlPlane, ns: &str, name: &str, phase: &str, (start, end): (&str, &str)) {
-    let status = serde_json::json!({"status": {"phase": phase, "timeRange": {"start": start, "end": end},
-        "startTimestamp": start, "completionTimestamp": end}});
-    cp.kubectl_ok(
-        &["patch", "backup", name, "-n", ns, "--subresource=status", "--type=merge", "-p", &status.to_string()],
-        None,
-    );
+/// The examples' story as live Backups: `{prefix}-wal` (Continuous, Running, 10:07:45..10:47:14)
+/// and `{prefix}-full` (Full, Completed, 10:18:40..10:20:03), each with `annotations`, made
+/// through `kubectl` (args, stdin), which may point at any API server.
+pub fn story_backups(kubectl: &dyn Fn(&[&str], Option<&str>), ns: &str, prefix: &str, annotations: &Value) {
+    for (suffix, ty, phase, range) in [
+        ("wal", "Continuous", "Running", ("2024-05-07T10:07:45Z", "2024-05-07T10:47:14Z")),
+        ("full", "Full", "Completed", ("2024-05-07T10:18:40Z", "2024-05-07T10:20:03Z")),
+    ] {
+        let name = format!("{prefix}-{suffix}");
+        kubectl(&["apply", "-n", ns, "-f", "-"], Some(&backup_manifest(&name, ty, annotations)));
+        let args = status_args(ns, &name, phase, range);
+        kubectl(&args.each_ref().map(String::as_str), None);
+    }
+}
+
+pub fn set_status(cp: &ControlPlane, ns: &str, name: &str, phase: &str, range: (&str, &str)) {
+    let args = status_args(ns, name, phase, range);
+    cp.kubectl_ok(&args.each_ref().map(String::as_str), None);
 }
 
 pub fn apply(cp: &ControlPlane, ns: &str, manifest: &str, dry_run: bool) -> (bool, String, String) {

@@ -5,7 +5,7 @@ use jsonptr::PointerBuf;
 use serde_json::Value;
 
 use super::facts::ANNOTATION_BASE_BACKUP;
-use super::request::RestoreField;
+use super::request::{Annotations, RestoreField};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
@@ -14,7 +14,7 @@ pub enum Mutation {
     /// M2: `restorePointInTime` → its normal form.
     PointInTime { field: RestoreField, value: String },
     /// M3: annotation `pitrguard.io/base-backup` → the base backup's name.
-    BaseBackup { value: String, annotations_exist: bool, was_set: bool },
+    BaseBackup { value: String, annotations: Annotations, was_set: bool },
 }
 
 impl Mutation {
@@ -34,12 +34,17 @@ impl Mutation {
             Mutation::PointInTime { field, value } => {
                 set(pointer(&["spec", field.json_key(), "restorePointInTime"]), value.as_str().into(), true)
             }
-            Mutation::BaseBackup { value, annotations_exist: true, was_set } => {
+            Mutation::BaseBackup { value, annotations: Annotations::Present, was_set } => {
                 set(pointer(&["metadata", "annotations", ANNOTATION_BASE_BACKUP]), value.as_str().into(), *was_set)
             }
-            Mutation::BaseBackup { value, annotations_exist: false, .. } => {
+            Mutation::BaseBackup { value, annotations: Annotations::Missing, .. } => {
                 set(pointer(&["metadata", "annotations"]), serde_json::json!({ ANNOTATION_BASE_BACKUP: value }), false)
             }
+            Mutation::BaseBackup { value, annotations: Annotations::MetadataMissing, .. } => set(
+                pointer(&["metadata"]),
+                serde_json::json!({ "annotations": { ANNOTATION_BASE_BACKUP: value } }),
+                false,
+            ),
         }
     }
 }
@@ -83,7 +88,11 @@ pub fn patch_between(before: &Value, after: &Value) -> Patch {
         changed(&["metadata", "annotations", ANNOTATION_BASE_BACKUP], &mut ops);
     } else if let Some(base) = after.pointer("/metadata/annotations").and_then(|a| a.get(ANNOTATION_BASE_BACKUP)) {
         let whole = serde_json::json!({ ANNOTATION_BASE_BACKUP: base });
-        ops.push(set(pointer(&["metadata", "annotations"]), whole, false));
+        if before.get("metadata").is_some_and(Value::is_object) {
+            ops.push(set(pointer(&["metadata", "annotations"]), whole, false));
+        } else {
+            ops.push(set(pointer(&["metadata"]), serde_json::json!({ "annotations": whole }), false));
+        }
     }
     let mut patch = Patch(ops);
     let mut patched = before.clone();
@@ -120,7 +129,7 @@ mod tests {
                         was_empty: false,
                     },
                     Mutation::PointInTime { field: RestoreField::Restore, value: "2024-05-07T10:07:45Z".into() },
-                    Mutation::BaseBackup { value: "full-1".into(), annotations_exist: false, was_set: false },
+                    Mutation::BaseBackup { value: "full-1".into(), annotations: Annotations::Missing, was_set: false },
                 ],
             ),
             (
@@ -134,10 +143,19 @@ mod tests {
                         value: "Serial".into(),
                         was_empty: true,
                     },
-                    Mutation::BaseBackup { value: "full-2".into(), annotations_exist: true, was_set: true },
+                    Mutation::BaseBackup { value: "full-2".into(), annotations: Annotations::Present, was_set: true },
                 ],
             ),
             (object(serde_json::json!({"volumeRestorePolicy": "Serial"}), Some(serde_json::json!({}))), vec![]),
+            // A file's object may have no metadata at all (found by fuzz/fuzz_targets/patch.rs).
+            (
+                serde_json::json!({"spec": {"type": "Restore", "restore": {"volumeRestorePolicy": "Serial"}}}),
+                vec![Mutation::BaseBackup {
+                    value: "full-1".into(),
+                    annotations: Annotations::MetadataMissing,
+                    was_set: false,
+                }],
+            ),
         ];
         for (before, mutations) in cases {
             let native = to_patch(&mutations);
@@ -155,8 +173,11 @@ mod tests {
 
     #[test]
     fn annotation_keys_are_escaped() {
-        let patch =
-            to_patch(&[Mutation::BaseBackup { value: "full-1".into(), annotations_exist: true, was_set: false }]);
+        let patch = to_patch(&[Mutation::BaseBackup {
+            value: "full-1".into(),
+            annotations: Annotations::Present,
+            was_set: false,
+        }]);
         let json = serde_json::to_value(&patch).unwrap();
         assert_eq!(
             json,
@@ -166,8 +187,11 @@ mod tests {
 
     #[test]
     fn missing_annotations_are_created_whole() {
-        let patch =
-            to_patch(&[Mutation::BaseBackup { value: "full-1".into(), annotations_exist: false, was_set: false }]);
+        let patch = to_patch(&[Mutation::BaseBackup {
+            value: "full-1".into(),
+            annotations: Annotations::Missing,
+            was_set: false,
+        }]);
         let json = serde_json::to_value(&patch).unwrap();
         assert_eq!(
             json,

@@ -53,10 +53,20 @@ pub struct RestoreRequest {
     pub cluster_name: Option<String>,
     pub restore: Option<RestoreFields>,
     pub restore_field: RestoreField,
-    /// Whether `metadata.annotations` is there at all (M3 adds it whole when not).
-    pub has_annotations: bool,
+    /// Whether `metadata` and `metadata.annotations` are there (M3 adds what is missing whole).
+    pub annotations: Annotations,
     /// The `pitrguard.io/base-backup` annotation (M3's pick), when set.
     pub base_backup_annotation: Option<String>,
+}
+
+/// Where an object's annotations are: a JSON Patch `add` needs its parent to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Annotations {
+    Present,
+    /// `metadata` without `annotations`.
+    Missing,
+    /// No `metadata` at all (the API server always sends one; a file need not).
+    MetadataMissing,
 }
 
 impl RestoreRequest {
@@ -292,7 +302,11 @@ impl Head<'_> {
             cluster_name: cluster_name.map(Cow::into_owned),
             restore,
             restore_field,
-            has_annotations: annotations.is_some(),
+            annotations: match (&meta, &annotations) {
+                (_, Some(_)) => Annotations::Present,
+                (Some(_), None) => Annotations::Missing,
+                (None, None) => Annotations::MetadataMissing,
+            },
             base_backup_annotation: base_backup.map(Cow::into_owned),
         })
     }

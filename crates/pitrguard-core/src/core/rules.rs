@@ -159,7 +159,7 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
             if current != Some(&base) {
                 mutations.push(Mutation::BaseBackup {
                     value: base,
-                    annotations_exist: req.has_annotations,
+                    annotations: req.annotations,
                     was_set: current.is_some(),
                 });
             }
