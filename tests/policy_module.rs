@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use pitrguard::core::{Index, Operation, Policy, judge};
@@ -28,8 +29,15 @@ fn target_policy() -> PathBuf {
     Path::new(ROOT).join("target/policy")
 }
 
-/// A venv with the pinned `wasmtime` binding, made on first use.
+/// A venv with the pinned `wasmtime` binding, made on first use. Once per process: tests run in
+/// parallel, and a second `pip install` into the venv can swap the binding's native library
+/// under a host that another test is running (which then dies by a signal, saying nothing).
 fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(make_python).clone()
+}
+
+fn make_python() -> PathBuf {
     let venv = target_policy().join("pyhost");
     let python = venv.join("bin/python");
     let probe =
@@ -66,7 +74,7 @@ fn run_failing_host(module: &Path, inventory: &[Value], calls: &[Value], failing
         .arg(&plan)
         .output()
         .expect("the Python host could not be started");
-    assert!(out.status.success(), "the Python host failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the Python host failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the Python host prints JSON")
 }
 
