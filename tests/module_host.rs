@@ -27,7 +27,7 @@ mod common;
 
 use common::https::Https;
 use common::process::{Stopped, wait_for};
-use common::{APPS, OPERATIONS, review};
+use common::{APPS, OPERATIONS, admin_get as get, admin_metric as metric, review};
 
 fn examples() -> PathBuf {
     common::examples()
@@ -331,26 +331,6 @@ fn serve(dir: &Path, extra: &[&std::ffi::OsStr]) -> (Stopped, u16, u16) {
         get(admin, "/readyz").is_some_and(|(code, _)| code == 200)
     });
     (server, port, admin)
-}
-
-/// A plain-HTTP GET on the admin port: (status, body).
-fn get(admin: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string())))
-}
-
-fn metric(admin: u16, line_start: &str) -> f64 {
-    let (_, body) = get(admin, "/metrics").expect("metrics");
-    body.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 /// An HTTPS connection to `port`, trusting the dev CA that `serve` wrote under `dir`.

@@ -74,6 +74,7 @@ use serde_json::{Value, json};
 
 use common::cluster::{ControlPlane, Stopped, control_plane, namespace, spawn_pitrguard, wait_for};
 use common::load::{Conn, H1, H2, H2_H1, client_config, rss_kib};
+use common::{admin_get as get, admin_metric as metric};
 
 const ROTATE_EVERY: Duration = Duration::from_secs(3);
 const SWAP_EVERY: Duration = Duration::from_secs(7);
@@ -637,29 +638,6 @@ impl SecretVolume {
         std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
         std::fs::remove_dir_all(self.dir.join(format!("..v{old}"))).unwrap();
     }
-}
-
-// ---------------------------------------------------------------------------
-// the admin port
-
-fn get(admin: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string())))
-}
-
-/// The value of the metric line starting with `line_start` (0 when absent).
-fn metric(admin: u16, line_start: &str) -> f64 {
-    let (_, body) = get(admin, "/metrics").expect("metrics");
-    body.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 // ---------------------------------------------------------------------------

@@ -104,3 +104,24 @@ pub mod https;
 pub mod load;
 pub mod process;
 pub mod wasm;
+
+/// A plain-HTTP GET on the admin port: (status, body), or None when it does not answer.
+pub fn admin_get(admin: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string())))
+}
+
+/// The value of the admin port's metric line starting with `line_start` (0 when absent).
+pub fn admin_metric(admin: u16, line_start: &str) -> f64 {
+    let (_, body) = admin_get(admin, "/metrics").expect("metrics");
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
