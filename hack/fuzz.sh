@@ -6,6 +6,9 @@
 #   hack/fuzz.sh                          every target for 60 s
 #   hack/fuzz.sh --seconds 600 loader     one target for 10 minutes
 #   hack/fuzz.sh --runs 10000000 --keep-corpus time    a campaign of 10 million executions
+#   hack/fuzz.sh --seed 1 time:600000 loader:5000      what .ci/run does: a fixed seed and a
+#                                         number of executions per target, so that a commit
+#                                         fuzzes the same inputs wherever it runs
 #
 # wasmtime is built only for the policy_module target: without it the cold build takes half
 # the time (what .ci/run builds; RELIABILITY.md, Fuzzing).
@@ -13,7 +16,8 @@
 # deleted afterwards; --log-dir DIR keeps each target's libFuzzer output as DIR/<target>.log.
 # A crash, a failed property, a timeout (25 s on one input) or running out of memory fails the
 # run: the script goes on with the other targets, prints the crashing input's path (kept in
-# fuzz/artifacts/<target>/, git-ignored) and how to reproduce it, and exits 1. It installs
+# fuzz/artifacts/<target>/, git-ignored), the input itself in base64 when it is small (a CI
+# log is then enough to reproduce it), and how to reproduce it, and exits 1. It installs
 # the nightly toolchain and cargo-fuzz when missing, builds the policy module for the
 # policy_module target when missing (hack/build-policy.sh), and leaves no process and no temp
 # file behind. Environment: PITRGUARD_FUZZ_SECONDS (default 60), PITRGUARD_FUZZ_NICE (default 10).
@@ -24,6 +28,7 @@ root=$PWD
 all_targets=(admission policy_module loader time patch restore_annotation)
 seconds=${PITRGUARD_FUZZ_SECONDS:-60}
 runs=""
+seed=""
 keep=false
 log_dir=""
 targets=()
@@ -31,15 +36,24 @@ while (($#)); do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
     --keep-corpus) keep=true; shift ;;
     --log-dir) log_dir=$(realpath -m "$2"); shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0" | cut -c3-; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0" | cut -c3-; exit 0 ;;
     -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
 ((${#targets[@]})) || targets=("${all_targets[@]}")
-for t in "${targets[@]}"; do
+# TARGET:RUNS asks for a number of executions of that target (overriding --runs and --seconds).
+declare -A runs_of=()
+for i in "${!targets[@]}"; do
+  t=${targets[$i]%%:*}
+  if [[ ${targets[$i]} == *:* ]]; then
+    runs_of[$t]=${targets[$i]#*:}
+    [[ ${runs_of[$t]} =~ ^[0-9]+$ ]] || { echo "fuzz: $t: not a number of executions: ${runs_of[$t]}" >&2; exit 2; }
+  fi
+  targets[i]=$t
   [[ " ${all_targets[*]} " == *" $t "* ]] || { echo "fuzz: no target $t (${all_targets[*]})" >&2; exit 2; }
 done
 
@@ -106,6 +120,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts" "$tmp/tmp" "$(dirname "$log")"
   limit=(-max_total_time="$seconds")
   [[ -n $runs ]] && limit=(-runs="$runs")
+  [[ -n ${runs_of[$t]:-} ]] && limit=(-runs="${runs_of[$t]}")
+  [[ -n $seed ]] && limit+=(-seed="$seed")
   began=$SECONDS
   set +e
   # The loader target writes its input files under TMPDIR: this run's own directory.
@@ -137,6 +153,11 @@ for t in "${targets[@]}"; do
     input=$(grep -oP '(Test unit written to|artifact_prefix=.*; Test unit written to) \K\S+' "$log" | tail -n 1 || true)
     if [[ -n $input ]]; then
       echo "fuzz: $t: the crashing input is $input"
+      if [[ -f $input ]] && (($(stat -c %s "$input") <= 16384)); then
+        echo "fuzz: $t: the input in base64 (recreate it with: base64 -d > input <<< '...'):"
+        base64 -w 0 "$input"
+        echo
+      fi
       echo "fuzz: reproduce: (cd fuzz && cargo +nightly fuzz run $t ${input#"$root/fuzz/"})"
     fi
     echo "---"

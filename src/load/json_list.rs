@@ -34,6 +34,12 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     }
 }
 
+/// serde_json skips a string it ignores without checking its bytes: the whole-file read
+/// refuses a file that is not UTF-8 anywhere, and so must this one.
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, Stop> {
+    std::str::from_utf8(bytes).map_err(|e| Stop::Syntax(format!("{what}: not UTF-8: {e}")))
+}
+
 enum Stop {
     /// The file is not the JSON it should be.
     Syntax(String),
@@ -172,7 +178,7 @@ impl<R: BufRead> Scanner<R> {
             loop {
                 buf.clear();
                 self.value(Some(&mut buf))?;
-                let key: String = serde_json::from_slice(&buf).map_err(|e| format!("a key: {e}"))?;
+                let key: String = serde_json::from_str(utf8(&buf, "a key")?).map_err(|e| format!("a key: {e}"))?;
                 self.expect(b':')?;
                 if key == "items" && items {
                     self.items(emit)?;
@@ -182,10 +188,11 @@ impl<R: BufRead> Scanner<R> {
                     buf.clear();
                     self.value(Some(&mut buf))?;
                     if items || key == "kind" {
-                        serde_json::from_slice::<IgnoredAny>(&buf).map_err(|e| format!("{key}: {e}"))?;
-                    }
-                    if key == "kind" {
-                        kind = serde_json::from_slice::<String>(&buf).ok();
+                        let text = utf8(&buf, &key)?;
+                        serde_json::from_str::<IgnoredAny>(text).map_err(|e| format!("{key}: {e}"))?;
+                        if key == "kind" {
+                            kind = serde_json::from_str::<String>(text).ok();
+                        }
                     }
                 }
                 match self.skip_whitespace()? {

@@ -567,6 +567,22 @@ metadata:
     }
 
     #[test]
+    fn a_json_list_that_is_not_utf8_outside_its_items_is_refused_like_the_whole_read() {
+        // Found by fuzz/fuzz_targets/loader.rs in CI: serde_json skips a string it ignores
+        // without checking its bytes, so the streamed read took what the whole read refuses.
+        let dir = tempfile::tempdir().unwrap();
+        for (field, text) in [
+            ("metadata", &b"{\"kind\": \"List\", \"metadata\": {\"x\": \"\xff\xff\"}, \"items\": []}"[..]),
+            ("a key", &b"{\"kind\": \"List\", \"\xff\": 1, \"items\": []}"[..]),
+        ] {
+            let path = dir.path().join("odd.json");
+            std::fs::write(&path, text).unwrap();
+            let e = read_documents(std::slice::from_ref(&path)).unwrap_err().to_string();
+            assert!(e.contains("odd.json") && e.contains("UTF-8"), "{field}: {e}");
+        }
+    }
+
+    #[test]
     fn load_folds_the_inventory_and_keeps_only_ops_requests() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("list.yaml");
