@@ -10,9 +10,11 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 N=${N:-2000}
 ALLOWED=2024-05-07T12:34:56Z DENIED=2024-05-09T12:34:56Z
 
-count() { # binary time -> instructions per call of judge_json
-  local out; out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*judge_json*' "$1" "$2" "$N" >/dev/null 2>&1
+count() { # binary time [function pattern...] -> instructions per call of judge_json (or of those)
+  local out toggles=() f; out=$(mktemp)
+  for f in "${@:3}"; do toggles+=(--toggle-collect="$f"); done
+  ((${#toggles[@]})) || toggles=(--toggle-collect='*judge_json*')
+  valgrind --tool=callgrind --callgrind-out-file="$out" "${toggles[@]}" "$1" "$2" "$N" >/dev/null 2>&1
   awk -v n="$N" '/^summary:/ {printf "%.0f", $2 / n}' "$out"
   rm -f "$out"
 }
@@ -31,8 +33,14 @@ if [[ -n ${BASE:-} ]]; then
   bin="$wt-target/release/examples/decision_instructions"
   rows+=("| $(git rev-parse --short "$BASE") (base) | $(count "$bin" $ALLOWED) | $(count "$bin" $DENIED) |")
 fi
+# Where one allowed decision of this checkout goes, next to the floor of its decoding half.
+bin=target/release/examples/decision_instructions
+parts=("| part of one allowed \`judge_json\` ($(git rev-parse --short HEAD)) | instructions |" "|---|---|"
+  "| reading the Restore (\`request::head\` + \`Head::decode\`) | $(count $bin $ALLOWED '*request::head' '*request::Head::decode') |"
+  "| the rules (\`rules::evaluate\`) | $(count $bin $ALLOWED '*rules::evaluate') |"
+  "| floor: serde_json reading the same 212-byte text into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_floor') |")
 section=$(printf '%s\n' "<!-- instructions:begin -->" "## Instructions per decision" "" \
   "Instructions per \`judge_json\` (callgrind, $N decisions each, 1 000 Backups, the Restore as JSON text), $(date -u +%F):" \
-  "" "${rows[@]}" "" "Command: \`${BASE:+BASE=$BASE }hack/bench-instructions.sh\`" "<!-- instructions:end -->")
+  "" "${rows[@]}" "" "${parts[@]}" "" "Command: \`${BASE:+BASE=$BASE }hack/bench-instructions.sh\`" "<!-- instructions:end -->")
 SECTION=$section python3 -c 'import os, sys; sys.path.insert(0, "hack"); import benchlib; benchlib.write_section("instructions", os.environ["SECTION"])'
 echo "$section"
