@@ -38,7 +38,8 @@ bin=target/release/examples/decision_instructions
 parts=("| part of one allowed \`judge_json\` ($(git rev-parse --short HEAD)) | instructions |" "|---|---|"
   "| reading the Restore (\`request::head\` + \`Head::decode\`) | $(count $bin $ALLOWED '*request::head' '*request::Head::decode') |"
   "| the rules (\`rules::evaluate\`) | $(count $bin $ALLOWED '*rules::evaluate') |"
-  "| floor: serde_json reading the same 212-byte text into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_floor') |")
+  "| floor: serde_json reading the same 212-byte text into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_floor') |"
+  "| for the webhook: serde_json reading the 1 588-byte AdmissionReview \`examples/admission/review-denied.json\` into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_review_floor') |")
 section=$(printf '%s\n' "<!-- instructions:begin -->" "## Instructions per decision" "" \
   "Instructions per \`judge_json\` (callgrind, $N decisions each, 1 000 Backups, the Restore as JSON text), $(date -u +%F):" \
   "" "${rows[@]}" "" "${parts[@]}" "" "Command: \`${BASE:+BASE=$BASE }hack/bench-instructions.sh\`" "<!-- instructions:end -->")

@@ -5,7 +5,8 @@
 //!
 //! `decision_instructions [RESTORE_POINT_IN_TIME] [ITERATIONS]`: 12:34:56 is allowed (with a
 //! base backup), a time outside the log range is denied by R10. Then the same number of
-//! `read_floor`s: serde_json reading the Restore's text into nothing, the least any decoding costs.
+//! `read_floor`s: serde_json reading the Restore's text into nothing, the least any decoding costs,
+//! and of `read_review_floor`s, the same for the AdmissionReview of `examples/admission/review-denied.json`.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use pitrguard_core::core::facts::{BackupFacts, BackupType, Lineage};
@@ -62,6 +63,20 @@ fn main() {
         read += usize::from(read_floor(std::hint::black_box(&object)));
     }
     println!("{read} of {iterations} read");
+    // The same floor for the whole AdmissionReview the webhook reads before any decision.
+    // As the webhook gets it: bytes (serde_json then checks the strings' UTF-8 itself).
+    let review = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/admission/review-denied.json"))
+        .expect("examples/admission/review-denied.json");
+    let mut read = 0;
+    for _ in 0..iterations {
+        read += usize::from(read_review_floor(std::hint::black_box(&review)));
+    }
+    println!("{read} of {iterations} AdmissionReviews read");
+}
+
+#[inline(never)]
+fn read_review_floor(review: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(review).is_ok()
 }
 
 #[inline(never)]
