@@ -12,6 +12,9 @@
 #
 # wasmtime is built only for the policy_module target: without it the cold build takes half
 # the time (what .ci/run builds; RELIABILITY.md, Fuzzing).
+# --no-sanitizer builds without AddressSanitizer (into fuzz/target-nosan/): several times the
+# executions per second, for campaigns of targets whose code has no unsafe of its own to watch
+# (RELIABILITY.md, Fuzzing, says which runs used it).
 # --keep-corpus grows fuzz/corpus/<target>/ (git-ignored) instead of a temp corpus that is
 # deleted afterwards; --log-dir DIR keeps each target's libFuzzer output as DIR/<target>.log.
 # A crash, a failed property, a timeout (25 s on one input) or running out of memory fails the
@@ -30,6 +33,7 @@ seconds=${PITRGUARD_FUZZ_SECONDS:-60}
 runs=""
 seed=""
 keep=false
+sanitize=true
 log_dir=""
 targets=()
 while (($#)); do
@@ -38,8 +42,9 @@ while (($#)); do
     --runs) runs=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --keep-corpus) keep=true; shift ;;
+    --no-sanitizer) sanitize=false; shift ;;
     --log-dir) log_dir=$(realpath -m "$2"); shift 2 ;;
-    -h | --help) sed -n '2,23p' "$0" | cut -c3-; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0" | cut -c3-; exit 0 ;;
     -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -96,6 +101,8 @@ one=()
 build=()
 # wasmtime (half of the cold build) only when the policy_module target is asked for.
 [[ " ${targets[*]} " == *" policy_module "* ]] && build+=(--features module-host)
+target_dir=fuzz/target
+$sanitize || { target_dir=fuzz/target-nosan; build+=(--sanitizer none --target-dir target-nosan); }
 ((${#targets[@]} == 1)) && one=("${targets[0]}")
 if ! (cd fuzz && nice -n "${PITRGUARD_FUZZ_NICE:-10}" cargo +nightly fuzz build --codegen-units 16 "${build[@]}" "${one[@]}") \
   >"$tmp/build.log" 2>&1; then
@@ -103,7 +110,7 @@ if ! (cd fuzz && nice -n "${PITRGUARD_FUZZ_NICE:-10}" cargo +nightly fuzz build 
   echo "fuzz: the build failed" >&2
   exit 1
 fi
-bin_dir=fuzz/target/x86_64-unknown-linux-gnu/release
+bin_dir=$target_dir/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
   [[ -x $bin_dir/$t ]] || { echo "fuzz: the build did not produce $bin_dir/$t" >&2; exit 1; }
 done
