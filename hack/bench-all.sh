@@ -25,5 +25,8 @@ for n in ${LIVE_N:-10000}; do
 done
 step "kubectl apply --dry-run=server with and without the webhooks (hack/bench-dry-run.sh)"
 hack/bench-dry-run.sh
+step "instructions per decision and per request, by callgrind (hack/bench-instructions.sh, hack/bench-request-instructions.sh)"
+hack/bench-instructions.sh
+hack/bench-request-instructions.sh
 step "summary (hack/bench-summary.py)"
 hack/bench-summary.py

@@ -23,6 +23,8 @@ pub mod cli;
 pub mod file_watch;
 pub mod inventory;
 pub mod load;
+#[cfg(feature = "runtime")]
+pub mod logging;
 pub mod memory;
 #[cfg(feature = "runtime")]
 pub mod metrics;
