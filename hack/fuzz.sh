@@ -153,7 +153,9 @@ for t in "${targets[@]}"; do
     failed+=("$t")
   fi
   printf '%-20s %12s %10s %8s %8s %14s %6s  %s\n' "$t" "${execs:--}" "${rate:--}" "${cov:--}" "${ft:--}" "${corp:--}" "$took" "$result"
-  grep -h '^policy_module: no answer' "$log" | sed 's/^/  /' || true
+  # One line per kind of input the module does not answer (the quoted values set aside).
+  grep -h '^policy_module: no answer' "$log" | sed -E 's/"([^"\\]|\\.)*"/"…"/g; s/`[^`]*`/`…`/g' | sort -u |
+    sed 's/^/  /' || true
   if ((rc != 0)); then
     echo "--- $t: the end of libFuzzer's output ---"
     grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse)' "$log" | tail -n 60

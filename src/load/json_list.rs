@@ -30,7 +30,9 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     match scanner.top_level(&mut emit, true) {
         Ok(_) => Ok(true),
         Err(Stop::Sink(e)) => Err(e),
-        Err(Stop::Syntax(message)) => Err(LoadError::new(origin(None), format!("{message} at line {}", scanner.line))),
+        Err(Stop::Syntax(message)) => {
+            Err(LoadError::new(origin(None), format!("{message} at line {}", scanner.line)).streaming(name))
+        }
     }
 }
 

@@ -52,12 +52,48 @@ pub struct Document {
 pub struct LoadError {
     pub place: String,
     pub message: String,
+    /// The file, when the error was met while streaming a List item by item.
+    streamed: Option<String>,
 }
 
 impl LoadError {
     fn new(place: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Self { place: place.to_string(), message: message.to_string() }
+        Self { place: place.to_string(), message: message.to_string(), streamed: None }
     }
+
+    /// Marks an error met while streaming the List in `file`.
+    fn streaming(mut self, file: &str) -> Self {
+        self.streamed = Some(file.to_string());
+        self
+    }
+}
+
+/// Whether a List is read item by item (see [`with_whole_read_on_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Streaming {
+    On,
+    Off,
+}
+
+/// Runs `read` streaming Lists, and once more reading every file whole when a streamed List
+/// failed to parse but parses whole.
+///
+/// Streaming splits a List at the lines that start its items, which is where YAML splits it in
+/// every file kubectl writes; but libyaml also lets a quoted scalar run on over lines in the first
+/// column, and an item cut there does not parse (found by fuzz/fuzz_targets/loader.rs). The
+/// whole read is then the answer, so both reads always agree. A List that does not parse whole
+/// either keeps the streamed error, which names the item.
+fn with_whole_read_on_failure<T>(read: impl Fn(Streaming) -> Result<T, LoadError>) -> Result<T, LoadError> {
+    match read(Streaming::On) {
+        Err(e) if e.streamed.as_deref().is_some_and(parses_whole) => read(Streaming::Off),
+        result => result,
+    }
+}
+
+/// Whether the file `name` parses as JSON or YAML when read whole.
+fn parses_whole(name: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(name) else { return false };
+    parse_text(name, &text, name.ends_with(".json"), &mut Vec::new()).is_ok()
 }
 
 /// The namespace of an object with none, as kubectl would apply it.
@@ -67,12 +103,14 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// several paths (`validate examples/ examples/postgresql`, symlinks) is read once, and a
 /// directory symlink that leads back into a directory already walked is not followed.
 pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
-    let mut docs = Vec::new();
-    for_each_document(paths, &mut |doc| {
-        docs.push(doc);
-        Ok(())
-    })?;
-    Ok(docs)
+    with_whole_read_on_failure(|streaming| {
+        let mut docs = Vec::new();
+        produce(paths, streaming, &mut |unit| {
+            docs.extend(unit.decode()?);
+            Ok(())
+        })?;
+        Ok(docs)
+    })
 }
 
 /// What [`load`] keeps of the documents it read.
@@ -95,6 +133,12 @@ pub struct Loaded {
 /// batches (fewer hand-overs between threads), and bounded channels keep what is in flight to
 /// a few hundred items.
 pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadError> {
+    let loaded = with_whole_read_on_failure(|streaming| load_with(paths, keep_ops_requests, streaming));
+    crate::memory::give_back_freed();
+    loaded
+}
+
+fn load_with(paths: &[PathBuf], keep_ops_requests: bool, streaming: Streaming) -> Result<Loaded, LoadError> {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc::sync_channel;
@@ -105,7 +149,7 @@ pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadEr
     const BATCH: usize = 32;
     let decoders = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
     let stop = AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let (units, to_decode) = sync_channel::<(u64, Vec<Unit>)>(IN_FLIGHT);
         let (decoded, results) = sync_channel::<(u64, Result<Vec<Folded>, LoadError>)>(IN_FLIGHT);
         let to_decode = Arc::new(Mutex::new(to_decode));
@@ -139,7 +183,7 @@ pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadEr
                 seq += 1;
                 Ok(())
             };
-            produce(paths, &mut |unit| {
+            produce(paths, streaming, &mut |unit| {
                 batch.push(unit);
                 if batch.len() == BATCH { send(&mut batch) } else { Ok(()) }
             })?;
@@ -175,9 +219,7 @@ pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadEr
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(loaded),
         }
-    });
-    crate::memory::give_back_freed();
-    result
+    })
 }
 
 /// A document as the index takes it.
@@ -231,13 +273,6 @@ fn apply(index: &mut Index, item: Folded, ops_requests: Option<&mut Vec<Document
     }
 }
 
-type Visit<'a> = dyn FnMut(Document) -> Result<(), LoadError> + 'a;
-
-/// Calls `visit` with every document under `paths`, the items of a List one by one.
-pub fn for_each_document(paths: &[PathBuf], visit: &mut Visit<'_>) -> Result<(), LoadError> {
-    produce(paths, &mut |unit| unit.decode()?.into_iter().try_for_each(&mut *visit))
-}
-
 /// A piece of the input read but not yet decoded. Readers hand these on, so that decoding
 /// (most of the cost) can run on every core while the file is still being read.
 pub enum Unit {
@@ -254,12 +289,15 @@ impl Unit {
         match self {
             Unit::Decoded(doc) => Ok(vec![doc]),
             Unit::YamlEntry { origin, text, first_line } => {
-                let entries: Vec<Value> = serde_yaml::from_str(&text)
-                    .map_err(|e| LoadError::new(&origin, format!("{e} (the item starts at line {first_line})")))?;
+                let entries: Vec<Value> = serde_yaml::from_str(&text).map_err(|e| {
+                    LoadError::new(&origin, format!("{e} (the item starts at line {first_line})"))
+                        .streaming(&origin.file)
+                })?;
                 Ok(entries.into_iter().map(|value| Document { origin: origin.clone(), value }).collect())
             }
             Unit::JsonItem { origin, text } => {
-                let value = serde_json::from_str(&text).map_err(|e| LoadError::new(&origin, e))?;
+                let value =
+                    serde_json::from_str(&text).map_err(|e| LoadError::new(&origin, e).streaming(&origin.file))?;
                 Ok(vec![Document { origin, value }])
             }
         }
@@ -269,7 +307,7 @@ impl Unit {
 type Sink<'a> = dyn FnMut(Unit) -> Result<(), LoadError> + 'a;
 
 /// Hands every document under `paths` to `sink`, in order.
-fn produce(paths: &[PathBuf], sink: &mut Sink<'_>) -> Result<(), LoadError> {
+fn produce(paths: &[PathBuf], streaming: Streaming, sink: &mut Sink<'_>) -> Result<(), LoadError> {
     let mut seen = Seen::default();
     for path in paths {
         if path.as_os_str() == "-" {
@@ -282,7 +320,7 @@ fn produce(paths: &[PathBuf], sink: &mut Sink<'_>) -> Result<(), LoadError> {
         let files = if meta.is_dir() { walk(path, &mut seen)? } else { vec![path.clone()] };
         for file in files {
             if seen.first_visit(&file)? {
-                read_file(&file, sink)?;
+                read_file(&file, streaming, sink)?;
             }
         }
     }
@@ -325,12 +363,14 @@ fn open_buffered(path: &Path) -> Result<BufReader<File>, LoadError> {
     Ok(BufReader::with_capacity(1 << 16, File::open(path).map_err(|e| LoadError::new(path.display(), e))?))
 }
 
-fn read_file(path: &Path, sink: &mut Sink<'_>) -> Result<(), LoadError> {
+fn read_file(path: &Path, streaming: Streaming, sink: &mut Sink<'_>) -> Result<(), LoadError> {
     let name = path.display().to_string();
     let json = path.extension().is_some_and(|e| e == "json");
     // A List is streamed item by item; anything else is small enough to read whole.
-    let streamed = if json { json_list::stream(path, &name, sink)? } else { yaml_list::stream(path, &name, sink)? };
-    if streamed {
+    let stream = |sink: &mut Sink<'_>| {
+        if json { json_list::stream(path, &name, sink) } else { yaml_list::stream(path, &name, sink) }
+    };
+    if streaming == Streaming::On && stream(sink)? {
         return Ok(());
     }
     let bytes = std::fs::read(path).map_err(|e| LoadError::new(&name, e))?;
@@ -580,6 +620,22 @@ metadata:
             let e = read_documents(std::slice::from_ref(&path)).unwrap_err().to_string();
             assert!(e.contains("odd.json") && e.contains("UTF-8"), "{field}: {e}");
         }
+    }
+
+    #[test]
+    fn a_quoted_scalar_running_on_in_the_first_column_reads_as_the_whole_file_does() {
+        // Found by fuzz/fuzz_targets/loader.rs: libyaml lets the quoted value run on over a line in
+        // the first column, where the streamed read had cut the item.
+        let text = "apiVersion: v1\nitems:\n- kind: Backup\n  apiVersion: dataprotection.kubeblocks.io/v1alpha1\n  \
+                    spec: {}\n  metadata:\n    name: b\n    annotations:\n      note: 'runs on\nspec: in the quote'\nkind: List\n";
+        let docs = read("odd.yaml", text).unwrap();
+        assert_eq!(docs, whole("odd.yaml", text));
+        assert_eq!(docs[0].value["metadata"]["annotations"]["note"], "runs on spec: in the quote");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.yaml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = load(&[path], false).unwrap();
+        assert_eq!((loaded.documents, loaded.index.counts().backups), (1, 1));
     }
 
     #[test]

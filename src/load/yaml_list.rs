@@ -75,6 +75,6 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     }
     flush(&mut chunk, n, first_line)?;
     serde_yaml::from_str::<serde::de::IgnoredAny>(&rest)
-        .map_err(|e| LoadError::new(Origin { file: name.into(), document: 1, item: None }, e))?;
+        .map_err(|e| LoadError::new(Origin { file: name.into(), document: 1, item: None }, e).streaming(name))?;
     Ok(true)
 }
