@@ -639,6 +639,21 @@ metadata:
     }
 
     #[test]
+    fn a_yaml_list_with_a_sequence_or_items_outside_its_items_reads_as_the_whole_file_does() {
+        // Found by fuzz/fuzz_targets/loader.rs: a sequence after another top-level key was taken
+        // as more items (YAML refuses it), and a second `items:` added its items to the first's
+        // (YAML keeps the last).
+        let list = |middle: &str| format!("apiVersion: v1\nitems:\n- kind: A\n{middle}kind: List\n");
+        let text = list("other:\n  a: 1\n- kind: B\n");
+        assert!(parse_text("odd.yaml", &text, false, &mut Vec::new()).is_err(), "{text}");
+        assert!(read("odd.yaml", &text).is_err(), "{text}");
+        let text = list("items:\n- kind: C\n");
+        let docs = read("odd.yaml", &text).unwrap();
+        assert_eq!(docs, whole("odd.yaml", &text));
+        assert_eq!(docs.len(), 1, "{docs:?}");
+    }
+
+    #[test]
     fn load_folds_the_inventory_and_keeps_only_ops_requests() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("list.yaml");

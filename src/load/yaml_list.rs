@@ -18,10 +18,18 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     };
     // Pass 1: is this one document with a top-level `kind: ...List` and column-0 items?
     let (mut list, mut items_at_column_0, mut after_items) = (false, false, false);
+    let mut keys = std::collections::HashSet::new();
     for (i, line) in lines(path)?.enumerate() {
         let Ok(line) = line else { return Ok(false) }; // e.g. not UTF-8: the general reader says so
         if line.starts_with("---") && i > 0 || line.starts_with("...") || line.starts_with('%') {
             return Ok(false); // several documents, or directives: the general reader
+        }
+        // A top-level key twice (two `items:`, say) is an error of the whole read, which the
+        // streamed one would not see: the general reader.
+        if let Some((key, _)) = line.split_once(':').filter(|_| !line.starts_with([' ', '\t', '#', '-'])) {
+            if !keys.insert(key.to_string()) {
+                return Ok(false);
+            }
         }
         if after_items && !line.trim().is_empty() && !line.starts_with('#') {
             items_at_column_0 = line == "-" || line.starts_with("- ");
@@ -53,7 +61,8 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         let column_0 = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
         if column_0 {
             flush(&mut chunk, n, first_line)?;
-            let entry = line == "-" || line.starts_with("- ");
+            // A sequence entry is an item only inside `items`; after another key it is that key's.
+            let entry = in_items && (line == "-" || line.starts_with("- "));
             in_items = entry || line.trim_end() == "items:";
             if !entry {
                 if !in_items {
