@@ -9,7 +9,7 @@
 //! - [`reconcile`]: the bundled reconciler.
 //! - [`cli`]: the `pitrguard` command line.
 
-// One exception, allowed where it is: `memory::give_back_freed` calls into the allocator.
+// One exception, allowed where it is: `memory` calls into the allocator.
 #![deny(unsafe_code)]
 
 // Without the `runtime` feature only the offline part builds: decisions, loading, the

@@ -9,6 +9,7 @@ use pitrguard::cli::{Cli, Command, reconcile, serve, validate, windows};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    pitrguard::memory::purge_freed_pages_at_once();
     let cli = Cli::parse();
     // The offline commands say what went wrong themselves, in one line; RUST_LOG still shows logs.
     let _flush_logs_on_exit =
