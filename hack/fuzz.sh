@@ -6,9 +6,9 @@
 #   hack/fuzz.sh                          every target for 60 s
 #   hack/fuzz.sh --seconds 600 loader     one target for 10 minutes
 #   hack/fuzz.sh --runs 10000000 --keep-corpus time    a campaign of 10 million executions
-#   hack/fuzz.sh --seed 1 time:600000 loader:5000      what .ci/run does: a fixed seed and a
-#                                         number of executions per target, so that a commit
-#                                         fuzzes the same inputs wherever it runs
+#   hack/fuzz.sh time:600000 loader:5000  a number of executions per target (what .ci/run does);
+#                                         --seed N passes libFuzzer's -seed, which does not make
+#                                         two runs equal here (RELIABILITY.md, Fuzzing)
 #
 # wasmtime is built only for the policy_module target: without it the cold build takes half
 # the time (what .ci/run builds; RELIABILITY.md, Fuzzing).
