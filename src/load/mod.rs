@@ -367,10 +367,9 @@ fn read_file(path: &Path, streaming: Streaming, sink: &mut Sink<'_>) -> Result<(
     let name = path.display().to_string();
     let json = path.extension().is_some_and(|e| e == "json");
     // A List is streamed item by item; anything else is small enough to read whole.
-    let stream = |sink: &mut Sink<'_>| {
-        if json { json_list::stream(path, &name, sink) } else { yaml_list::stream(path, &name, sink) }
-    };
-    if streaming == Streaming::On && stream(sink)? {
+    let streamed = streaming == Streaming::On
+        && if json { json_list::stream(path, &name, sink)? } else { yaml_list::stream(path, &name, sink)? };
+    if streamed {
         return Ok(());
     }
     let bytes = std::fs::read(path).map_err(|e| LoadError::new(&name, e))?;

@@ -26,10 +26,10 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         }
         // A top-level key twice (two `items:`, say) is an error of the whole read, which the
         // streamed one would not see: the general reader.
-        if let Some((key, _)) = line.split_once(':').filter(|_| !line.starts_with([' ', '\t', '#', '-'])) {
-            if !keys.insert(key.to_string()) {
-                return Ok(false);
-            }
+        if let Some((key, _)) = line.split_once(':').filter(|_| !line.starts_with([' ', '\t', '#', '-']))
+            && !keys.insert(key.to_string())
+        {
+            return Ok(false);
         }
         if after_items && !line.trim().is_empty() && !line.starts_with('#') {
             items_at_column_0 = line == "-" || line.starts_with("- ");
