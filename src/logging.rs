@@ -9,6 +9,7 @@
 //! compare the two formatters on the same events.
 
 use std::fmt::{self, Write as _};
+use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -54,32 +55,32 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let mut line = String::with_capacity(320);
-        line.push_str("{\"timestamp\":\"");
-        line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-        line.push_str("\",\"level\":\"");
-        line.push_str(event.metadata().level().as_str());
-        line.push('"');
+        let mut line = Vec::with_capacity(320);
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        line.extend_from_slice(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).as_bytes());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(event.metadata().level().as_str().as_bytes());
+        line.push(b'"');
         event.record(&mut Fields { line: &mut line, scratch: String::new() });
-        line.push_str(",\"target\":");
+        line.extend_from_slice(b",\"target\":");
         push_str(&mut line, event.metadata().target());
-        line.push_str("}\n");
-        writer.write_str(&line)
+        line.extend_from_slice(b"}\n");
+        writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
     }
 }
 
 /// Appends `,"name":value` for each field, in the order the event gives them.
 struct Fields<'a> {
-    line: &'a mut String,
+    line: &'a mut Vec<u8>,
     /// For values that are formatted before they are escaped.
     scratch: String,
 }
 
 impl Fields<'_> {
     fn key(&mut self, field: &Field) {
-        self.line.push(',');
+        self.line.push(b',');
         push_str(self.line, field.name());
-        self.line.push(':');
+        self.line.push(b':');
     }
 
     fn number(&mut self, field: &Field, value: impl fmt::Display) {
@@ -96,7 +97,7 @@ impl Visit for Fields<'_> {
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.key(field);
-        self.line.push_str(if value { "true" } else { "false" });
+        self.line.extend_from_slice(if value { b"true" } else { b"false" });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -115,7 +116,7 @@ impl Visit for Fields<'_> {
             Some(n) => self.number(field, n),
             None => {
                 self.key(field);
-                self.line.push_str("null");
+                self.line.extend_from_slice(b"null");
             }
         }
     }
@@ -128,32 +129,9 @@ impl Visit for Fields<'_> {
     }
 }
 
-/// Appends `s` as a JSON string, escaped as serde_json escapes it.
-fn push_str(line: &mut String, s: &str) {
-    line.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        line.push_str(&s[start..i]);
-        if escape.is_empty() {
-            let _ = write!(line, "\\u{b:04x}");
-        } else {
-            line.push_str(escape);
-        }
-        start = i + 1;
-    }
-    line.push_str(&s[start..]);
-    line.push('"');
+/// Appends `s` as a JSON string, escaped by serde_json.
+fn push_str(line: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(line, s).expect("a string always serializes into memory");
 }
 
 #[cfg(test)]
