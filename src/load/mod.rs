@@ -589,7 +589,7 @@ metadata:
 
     #[test]
     fn a_broken_item_is_named_by_file_document_and_item() {
-        let yaml = "apiVersion: v1\nitems:\n- kind: Backup\n- kind: [unclosed\nkind: List\n";
+        let yaml = "apiVersion: v1\nitems:\n- kind: Backup\n- kind: Backup: x\nkind: List\n";
         let e = read("bad.yaml", yaml).unwrap_err().to_string();
         assert!(e.contains("bad.yaml: document 1, item 2: ") && e.contains("the item starts at line 4"), "{e}");
         let json = r#"{"kind": "List", "items": [{"kind": "Backup"}, {"kind": tru}]}"#;
@@ -638,6 +638,24 @@ metadata:
     }
 
     #[test]
+    fn a_quoted_scalar_that_swallows_the_lists_kind_is_no_list_to_load_either() {
+        // Found by fuzz/fuzz_targets/loader.rs: the quote runs on over `kind: List`, so the whole
+        // file is one document of no kind. The streamed read had taken it as a List, and `load`
+        // refused its first item (a Backup without a name) while `read_documents` read it whole.
+        let text = "apiVersion: v1\nitems:\n- kind: Backup\n  apiVersion: dataprotection.kubeblocks.io/v1alpha1\n  \
+                    metadata: {labels: {}}\n- kind: Backup\n  metadata:\n    annotations:\n      note: 'runs on\n\
+                    kind: List\nmetadata:\n  resourceVersion: #'\n";
+        let docs = read("odd.yaml", text).unwrap();
+        assert_eq!(docs, whole("odd.yaml", text));
+        assert_eq!((docs.len(), kind_of(&docs[0].value)), (1, Kind::Other));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.yaml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = load(&[path], false).unwrap();
+        assert_eq!((loaded.documents, loaded.index.counts().backups), (1, 0));
+    }
+
+    #[test]
     fn a_yaml_list_with_a_sequence_or_items_outside_its_items_reads_as_the_whole_file_does() {
         // Found by fuzz/fuzz_targets/loader.rs: a sequence after another top-level key was taken
         // as more items (YAML refuses it), and a second `items:` added its items to the first's
@@ -677,8 +695,8 @@ metadata:
         let path = dir.path().join("many.yaml");
 
         let mut entries: Vec<String> = (0..600).map(|i| entry(i, "Completed")).collect();
-        entries[150] = "- kind: [broken\n".into();
-        entries[450] = "- kind: [broken too\n".into();
+        entries[150] = "- kind: broken: x\n".into();
+        entries[450] = "- kind: broken: too\n".into();
         std::fs::write(&path, list(entries)).unwrap();
         let e = load(std::slice::from_ref(&path), false).unwrap_err().to_string();
         assert!(e.contains("document 1, item 151:"), "{e}");

@@ -19,8 +19,12 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     // Pass 1: is this one document with a top-level `kind: ...List` and column-0 items?
     let (mut list, mut items_at_column_0, mut after_items) = (false, false, false);
     let mut keys = std::collections::HashSet::new();
+    let mut open = OpenAtLineEnd::default();
     for (i, line) in lines(path)?.enumerate() {
         let Ok(line) = line else { return Ok(false) }; // e.g. not UTF-8: the general reader says so
+        if !open.read(&line) {
+            return Ok(false);
+        }
         if line.starts_with("---") && i > 0 || line.starts_with("...") || line.starts_with('%') {
             return Ok(false); // several documents, or directives: the general reader
         }
@@ -86,4 +90,166 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     serde_yaml::from_str::<serde::de::IgnoredAny>(&rest)
         .map_err(|e| LoadError::new(Origin { file: name.into(), document: 1, item: None }, e).streaming(name))?;
     Ok(true)
+}
+
+/// Whether a quoted scalar or a flow collection is still open at the end of a line. libyaml lets
+/// one run on into a line in the first column (the YAML spec does not), where pass 2 would cut
+/// an item in two: such a file is read whole (found by fuzz/fuzz_targets/loader.rs).
+///
+/// Only what decides that is lexed: quotes and brackets where a scalar can start, comments, and
+/// block scalars, whose content (quotes included) is skipped by its indentation.
+#[derive(Debug, Default)]
+struct OpenAtLineEnd {
+    /// `'` or `"` while a quoted scalar is open.
+    quote: Option<u8>,
+    /// Depth of open `[` and `{`.
+    flow: usize,
+    /// While in a block scalar (`|`, `>`): its content is indented deeper than this column.
+    block: Option<usize>,
+}
+
+impl OpenAtLineEnd {
+    /// Reads the next line; `false` when it starts in the first column (as pass 2 sees it)
+    /// inside a quoted scalar or a flow collection.
+    fn read(&mut self, line: &str) -> bool {
+        let line = line.as_bytes();
+        let indent = line.iter().take_while(|&&b| b == b' ').count();
+        let blank = line[indent..].iter().all(u8::is_ascii_whitespace);
+        if let Some(parent) = self.block {
+            if blank || indent > parent {
+                return true;
+            }
+            self.block = None;
+        }
+        if self.quote.is_some() || self.flow > 0 {
+            if !line.is_empty() && !line.starts_with(b" ") && !line.starts_with(b"\t") && !line.starts_with(b"#") {
+                return false;
+            }
+        } else if blank {
+            return true;
+        }
+        self.lex(line);
+        true
+    }
+
+    fn lex(&mut self, line: &[u8]) {
+        #[derive(Clone, Copy)]
+        enum After {
+            Colon,
+            Dash,
+            Other,
+        }
+        // Most lines of a List open nothing: no bytes that could, outside a quote or a flow.
+        let opens = |b: &u8| matches!(b, b'\'' | b'"' | b'[' | b'{' | b'|' | b'>');
+        if self.quote.is_none() && self.flow == 0 && !line.iter().any(opens) {
+            return;
+        }
+        // `start`: a scalar or collection may begin here (at a line's start, or after `- `,
+        // `: `, `? `, `[`, `{`, `,` or a tag/anchor).
+        let (mut start, mut token, mut key, mut dash, mut after) = (true, 0, 0, 0, After::Other);
+        let space_or_end = |i: usize| line.get(i).is_none_or(|b| *b == b' ' || *b == b'\t');
+        let mut i = 0;
+        while i < line.len() {
+            match self.quote {
+                Some(b'\'') => {
+                    let Some(at) = memchr::memchr(b'\'', &line[i..]) else { return };
+                    i += at + 1;
+                    if line.get(i) == Some(&b'\'') {
+                        i += 1; // '' is a quote inside the scalar
+                    } else {
+                        (self.quote, start) = (None, false);
+                    }
+                    continue;
+                }
+                Some(_) => {
+                    let Some(at) = memchr::memchr2(b'"', b'\\', &line[i..]) else { return };
+                    i += at;
+                    if line[i] == b'"' {
+                        (self.quote, start) = (None, false);
+                    }
+                    i += if line[i] == b'\\' { 2 } else { 1 };
+                    continue;
+                }
+                None => {}
+            }
+            let b = line[i];
+            match b {
+                b' ' | b'\t' => {}
+                b'#' if i == 0 || line[i - 1] == b' ' || line[i - 1] == b'\t' => return, // a comment
+                b'\'' | b'"' if start => {
+                    (self.quote, token, start) = (Some(b), i, false);
+                }
+                b'[' | b'{' if start => {
+                    self.flow += 1;
+                }
+                b']' | b'}' if self.flow > 0 => {
+                    self.flow -= 1;
+                    start = false;
+                }
+                b',' if self.flow > 0 => start = true,
+                b':' if self.flow > 0 || space_or_end(i + 1) => {
+                    (key, after, start) = (token, After::Colon, true);
+                }
+                b'-' | b'?' if start && self.flow == 0 && space_or_end(i + 1) => {
+                    (dash, after) = (i, After::Dash);
+                }
+                b'|' | b'>' if start && self.flow == 0 => {
+                    // Content lies deeper than the key's column, or the entry's dash.
+                    self.block = Some(match after {
+                        After::Colon => key,
+                        After::Dash => dash,
+                        After::Other => i,
+                    });
+                    return;
+                }
+                b'!' | b'&' if start => {
+                    while i + 1 < line.len() && !space_or_end(i + 1) {
+                        i += 1;
+                    }
+                }
+                _ => {
+                    if start {
+                        token = i;
+                    }
+                    start = false;
+                }
+            }
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpenAtLineEnd;
+
+    /// Whether pass 1 would stream these lines, as far as open scalars decide.
+    fn streams(text: &str) -> bool {
+        let mut open = OpenAtLineEnd::default();
+        text.lines().all(|line| open.read(line))
+    }
+
+    #[test]
+    fn a_quoted_scalar_or_flow_collection_running_on_into_the_first_column_is_not_streamed() {
+        assert!(!streams("- a: 'one\ntwo'\n"));
+        assert!(!streams("- a: \"one\\\"\ntwo\"\n"));
+        assert!(!streams("- a: [1,\n2]\n"));
+        assert!(!streams("- a: {b: 'it''s\nkind: List'}\n"));
+        assert!(!streams("- !!str 'one\n\n- two'\n"));
+    }
+
+    #[test]
+    fn what_kubectl_writes_is_streamed() {
+        assert!(streams("- a: 'one\n  two'\n- b: it's\n- c: \"x\" # it's\n- d: ['x', {e: \"]\"}]\nkind: List\n"));
+        assert!(streams("- a: '#not a comment'\n- b: x#y'\nitems:\n"));
+        // Quotes inside block scalars are content, however the block is introduced.
+        assert!(streams("- a: |\n    it's\n  b: >-\n   \"x\nkind: List\n"));
+        assert!(streams("- - |\n   'x\n- k: |2\n   '\n\n   y\nc: d\n"));
+        assert!(streams("metadata:\n  resourceVersion: \"\"\n"));
+    }
+
+    #[test]
+    fn a_block_scalar_ends_where_its_indentation_does() {
+        assert!(!streams("- a: |\n    x\n  b: 'y\nc'\n"));
+    }
 }
