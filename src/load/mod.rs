@@ -147,7 +147,9 @@ fn load_with(paths: &[PathBuf], keep_ops_requests: bool, streaming: Streaming) -
     /// Batches in flight in each channel, and units per batch.
     const IN_FLIGHT: usize = 8;
     const BATCH: usize = 32;
-    let decoders = std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8);
+    // Asked once: on Linux, the answer reads cgroup files.
+    static DECODERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let decoders = *DECODERS.get_or_init(|| std::thread::available_parallelism().map_or(2, usize::from).clamp(1, 8));
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (units, to_decode) = sync_channel::<(u64, Vec<Unit>)>(IN_FLIGHT);
