@@ -12,12 +12,14 @@ fn main() -> ExitCode {
     pitrguard::memory::purge_freed_pages_at_once();
     let cli = Cli::parse();
     // The offline commands say what went wrong themselves, in one line; RUST_LOG still shows logs.
-    let _flush_logs_on_exit =
-        pitrguard::logging::init(if matches!(cli.command, Command::Serve(_) | Command::Reconcile(_)) {
-            "info"
-        } else {
-            "off"
-        });
+    let level = if matches!(cli.command, Command::Serve(_) | Command::Reconcile(_)) { "info" } else { "off" };
+    let _flush_logs_on_exit = match pitrguard::logging::init(level) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("pitrguard: cannot start the thread that writes the log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Windows(args) => windows::run(args),
