@@ -382,29 +382,38 @@ impl Inventory for Index {
         }
         let m = s.candidate_match();
         let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.clone() };
-        let mut found: Vec<BaseRef> = Vec::new();
+        if pick == Pick::All {
+            let mut found = Vec::new();
+            for set in Namespace::groups(&ns.bases, &m) {
+                found.extend(ending_between(set, from, to).map(base));
+            }
+            found.sort();
+            return found;
+        }
+        // One candidate per lineage group, and the best of those: no list is built or sorted.
+        let mut best: Option<&(DateTime<Utc>, Name)> = None;
         for set in Namespace::groups(&ns.bases, &m) {
             let mut range = ending_between(set, from, to);
-            let hit = match pick {
-                Pick::All => {
-                    found.extend(range.map(base));
-                    continue;
-                }
-                Pick::Earliest => range.next(),
-                // The last entry has the latest end but the largest name among ties.
-                Pick::Latest => range.next_back().and_then(|(end, _)| ending_between(set, *end, *end).next()),
+            let hit = if pick == Pick::Earliest {
+                range.next()
+            } else {
+                // The last entry has the latest end but the largest name among ties: walk back over them.
+                range.next_back().map(|last| {
+                    let mut first = last;
+                    while let Some(before) = range.next_back().filter(|b| b.0 == last.0) {
+                        first = before;
+                    }
+                    first
+                })
             };
-            found.extend(hit.map(base));
+            best = match (best, hit) {
+                // Earliest: smallest (end, name); latest: latest end, then smallest name.
+                (Some(b), Some(h)) if pick == Pick::Latest && h.0 != b.0 => Some(if h.0 > b.0 { h } else { b }),
+                (Some(b), Some(h)) => Some(b.min(h)),
+                (b, h) => b.or(h),
+            };
         }
-        found.sort();
-        match pick {
-            Pick::All => found,
-            Pick::Earliest => found.into_iter().take(1).collect(),
-            Pick::Latest => {
-                let latest = found.iter().map(|b| b.end).max();
-                found.into_iter().find(|b| Some(b.end) == latest).into_iter().collect()
-            }
-        }
+        best.map(base).into_iter().collect()
     }
 
     fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String> {
