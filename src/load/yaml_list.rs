@@ -97,7 +97,9 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
 /// an item in two: such a file is read whole (found by fuzz/fuzz_targets/loader.rs).
 ///
 /// Only what decides that is lexed: quotes and brackets where a scalar can start, comments, and
-/// block scalars, whose content (quotes included) is skipped by its indentation.
+/// block scalars, whose content (quotes included) is skipped by its indentation. Continuation
+/// lines of a plain scalar are not told apart: one that starts with a quote or bracket that the
+/// item never closes makes the file read whole, which is right, only slower.
 #[derive(Debug, Default)]
 struct OpenAtLineEnd {
     /// `'` or `"` while a quoted scalar is open.
