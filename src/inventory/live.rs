@@ -120,7 +120,8 @@ trait Kind: Send + 'static {
 struct Backups;
 impl Kind for Backups {
     type Item = BackupFacts;
-    type Listed = Relist;
+    /// Backups are indexed as they arrive: a list of tens of thousands is never held as facts.
+    type Listed = Index;
     const NAME: &'static str = "Backup";
     const SLOT: usize = 0;
     fn apply(index: &mut Index, b: BackupFacts) {
@@ -129,53 +130,13 @@ impl Kind for Backups {
     fn delete(index: &mut Index, b: BackupFacts) {
         index.delete_backup(&b.namespace, &b.name);
     }
-    fn list(listed: &mut Relist, b: BackupFacts) {
-        listed.add(b);
+    fn list(listed: &mut Index, b: BackupFacts) {
+        listed.apply_backup(b);
     }
-    fn replace(index: &mut Index, listed: Relist) -> usize {
-        let listed = listed.finish();
+    fn replace(index: &mut Index, listed: Index) -> usize {
         let n = listed.counts().backups;
         index.replace_backups_with(listed);
         n
-    }
-}
-
-/// A re-list of Backups, indexed as it arrives (a list of tens of thousands is never held as
-/// facts) by a thread of its own: the index's allocations then come from that thread's heap,
-/// not from the heap in which the watch decodes its pages, where they would be left scattered
-/// among the pages' freed objects and keep them resident.
-#[derive(Default)]
-struct Relist {
-    builder: Option<(std::sync::mpsc::Sender<BackupFacts>, std::thread::JoinHandle<Index>)>,
-}
-
-impl Relist {
-    fn add(&mut self, b: BackupFacts) {
-        let (items, _) = self.builder.get_or_insert_with(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<BackupFacts>();
-            let thread = std::thread::Builder::new().name("pitrguard-relist".into()).spawn(move || {
-                let mut index = Index::new();
-                for b in rx {
-                    index.apply_backup(b);
-                }
-                index
-            });
-            (tx, thread.expect("a thread for the re-list"))
-        });
-        // The thread ends only when the sender is dropped, below.
-        let _ = items.send(b);
-    }
-
-    /// The index of everything added. It waits for the thread to index what is still queued,
-    /// which is little: indexing a Backup costs less than decoding it.
-    fn finish(self) -> Index {
-        match self.builder {
-            None => Index::new(),
-            Some((items, thread)) => {
-                drop(items);
-                thread.join().expect("indexing a Backup does not panic")
-            }
-        }
     }
 }
 
