@@ -120,6 +120,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         tracing::info!("shutting down: releasing the lease");
         let _ = stop_tx.send(true);
         super::serve::shutdown_signal().await;
+        crate::logging::write_out();
         std::process::exit(130);
     });
     let admin = serve_plain(listener, admin::router(admin), super::serve::waiter(&stop_rx));

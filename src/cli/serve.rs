@@ -208,6 +208,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         // A second signal stops at once.
         shutdown_signal().await;
         tracing::warn!("second signal: exiting without draining");
+        crate::logging::write_out();
         std::process::exit(130);
     });
 

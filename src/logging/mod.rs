@@ -21,6 +21,16 @@ mod writer;
 
 pub use writer::Guard;
 
+/// The writer of [`init`], for [`write_out`].
+static WRITER: std::sync::OnceLock<writer::Batched> = std::sync::OnceLock::new();
+
+/// Writes the log lines queued so far. For a `process::exit`, which skips the guard of [`init`].
+pub fn write_out() {
+    if let Some(writer) = WRITER.get() {
+        writer.write_out();
+    }
+}
+
 /// Logs go to stderr; `PITRGUARD_LOG_FORMAT=json` for one JSON object per line,
 /// `RUST_LOG` for the level (default `default_level`).
 ///
@@ -33,6 +43,7 @@ pub fn init(default_level: &str) -> std::io::Result<Guard> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let (writer, guard) = writer::spawn(std::io::stderr())?;
+    let _ = WRITER.set(writer.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

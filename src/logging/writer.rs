@@ -23,19 +23,30 @@ struct State {
     closed: bool,
 }
 
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
     /// The buffer is no longer empty, or the writer is closed.
     filled: Condvar,
     /// The writer took the buffer.
     drained: Condvar,
+    /// Held while a batch is taken and written, so that batches reach it in the order taken.
+    out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves whole lines behind: keep logging.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes what is queued and writes it; `taken` is an empty buffer to swap in.
+    fn write_batch(&self, taken: &mut Vec<u8>) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut self.lock().lines, taken);
+        self.drained.notify_all();
+        // Nowhere to report a failed write of the log itself.
+        let _ = out.write_all(taken).and_then(|()| out.flush());
+        taken.clear();
     }
 }
 
@@ -52,8 +63,13 @@ pub struct Guard {
 }
 
 /// Starts the thread that writes to `out`.
-pub fn spawn(mut out: impl Write + Send + 'static) -> io::Result<(Batched, Guard)> {
-    let shared = Arc::new(Shared::default());
+pub fn spawn(out: impl Write + Send + 'static) -> io::Result<(Batched, Guard)> {
+    let shared = Arc::new(Shared {
+        state: Mutex::default(),
+        filled: Condvar::new(),
+        drained: Condvar::new(),
+        out: Mutex::new(Box::new(out)),
+    });
     let thread = {
         let shared = shared.clone();
         std::thread::Builder::new().name("pitrguard-log".into()).spawn(move || {
@@ -66,21 +82,23 @@ pub fn spawn(mut out: impl Write + Send + 'static) -> io::Result<(Batched, Guard
                 if state.lines.is_empty() {
                     return; // closed, and all written
                 }
-                if !state.closed {
-                    drop(state);
-                    std::thread::sleep(GATHER);
-                    state = shared.lock();
-                }
-                std::mem::swap(&mut state.lines, &mut taken);
+                let closed = state.closed;
                 drop(state);
-                shared.drained.notify_all();
-                // Nowhere to report a failed write of the log itself.
-                let _ = out.write_all(&taken).and_then(|()| out.flush());
-                taken.clear();
+                if !closed {
+                    std::thread::sleep(GATHER);
+                }
+                shared.write_batch(&mut taken);
             }
         })?
     };
     Ok((Batched { shared: shared.clone() }, Guard { shared, thread: Some(thread) }))
+}
+
+impl Batched {
+    /// Writes what is queued now, on this thread: for a `process::exit`, which skips the guard.
+    pub fn write_out(&self) {
+        self.shared.write_batch(&mut Vec::new());
+    }
 }
 
 impl Write for &Batched {
@@ -173,6 +191,18 @@ mod tests {
         }
         assert_eq!(next, [5_000; 4]);
         assert!(writes < 20_000, "lines are written in batches: {writes} writes for 20 000 lines");
+    }
+
+    #[test]
+    fn write_out_writes_what_is_queued_before_it_returns() {
+        let sink = Sink::default();
+        let (writer, _guard) = spawn(sink.clone()).unwrap();
+        for i in 0..100 {
+            (&writer).write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        writer.write_out();
+        let written = String::from_utf8(sink.0.lock().unwrap().0.clone()).unwrap();
+        assert_eq!(written, (0..100).map(|i| format!("line {i}\n")).collect::<String>());
     }
 
     #[test]
