@@ -105,7 +105,8 @@ build --example floor-server
 cp target/release/examples/floor-server "$WORK/floor-server"
 # What was built: the commit and whether the tree differed from it.
 COMMIT=$(git rev-parse --short HEAD)
-[[ -n $(git status --porcelain --untracked-files=no) ]] && COMMIT+=" with uncommitted changes"
+# BENCHMARKS.md is what the benchmarks write, not what they measure.
+[[ -n $(git status --porcelain --untracked-files=no -- . ":!BENCHMARKS.md") ]] && COMMIT+=" with uncommitted changes"
 export COMMIT
 RUSTC_VERSION=$(rustc -V 2>/dev/null || echo "rustc ?")
 WRK_VERSION=$(wrk -v 2>&1 | head -n 1 | sed -e 's/ Copyright.*//' -e 's/ *$//' || true)

@@ -44,7 +44,8 @@ cp target/release/pitrguard "$WORK/pitrguard"
 cargo build --release -q --example floor-server
 cp target/release/examples/floor-server "$WORK/floor-server"
 COMMIT=$(git rev-parse --short HEAD)
-[[ -n $(git status --porcelain --untracked-files=no) ]] && COMMIT+=" with uncommitted changes"
+# BENCHMARKS.md is what the benchmarks write, not what they measure.
+[[ -n $(git status --porcelain --untracked-files=no -- . ":!BENCHMARKS.md") ]] && COMMIT+=" with uncommitted changes"
 "$WORK/pitrguard" certs --out "$WORK/certs" --hosts 127.0.0.1,localhost >/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 URL=https://127.0.0.1:$PORT/validate
@@ -87,7 +88,9 @@ for proto in http1.1 h2; do
 done
 section=$(printf '%s\n' "<!-- request-instructions:begin -->" "## Instructions per request, webhook and floor" "" \
   "User-space instructions of the server per POST /validate of \`$BODY\` (an R10 denial), callgrind, one connection, one request at a time, $N requests (the difference of a run of 100 and one of $((100 + N))), commit $COMMIT, $(date -u +%F):" \
-  "" "${rows[@]}" "" "Command: \`hack/bench-request-instructions.sh\`" "<!-- request-instructions:end -->")
+  "" "${rows[@]}" "" \
+  "The counts include every thread of the server (the runtime's idle loop, the log writer), whose work depends on timing: the floor's count, with no change to its code, was 29 741 over HTTP/1.1 in an earlier run and 33 341 in a later one, so differences of a few thousand are noise." \
+  "" "Command: \`hack/bench-request-instructions.sh\`" "<!-- request-instructions:end -->")
 if [[ $WRITE == 1 ]]; then
   SECTION=$section python3 -c 'import os, sys; sys.path.insert(0, "hack"); import benchlib; benchlib.write_section("request-instructions", os.environ["SECTION"])'
 fi
