@@ -658,6 +658,21 @@ metadata:
     }
 
     #[test]
+    fn a_yaml_lists_kind_and_other_fields_read_as_the_whole_file_reads_them() {
+        // Found by fuzz/fuzz_targets/loader.rs: `&List` is an anchor on an empty kind, so the file
+        // is no List; a tag in the List's metadata is an error of the whole read.
+        let list = |tail: &str| format!("apiVersion: v1\nitems:\n- kind: Backup\n  metadata: {{name: a}}\n{tail}");
+        let text = list("kind: &List\nmetadata: {}\n");
+        let docs = read("odd.yaml", &text).unwrap();
+        assert_eq!(docs, whole("odd.yaml", &text));
+        assert_eq!(docs.len(), 1);
+        let text = list("kind: List\nmetadata:\n  resourceVersion:\n    ! \n");
+        assert!(parse_text("odd.yaml", &text, false, &mut Vec::new()).is_err(), "{text}");
+        let e = read("odd.yaml", &text).unwrap_err().to_string();
+        assert!(e.contains("odd.yaml: document 1: "), "{e}");
+    }
+
+    #[test]
     fn a_yaml_list_with_a_sequence_or_items_outside_its_items_reads_as_the_whole_file_does() {
         // Found by fuzz/fuzz_targets/loader.rs: a sequence after another top-level key was taken
         // as more items (YAML refuses it), and a second `items:` added its items to the first's

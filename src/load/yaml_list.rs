@@ -42,7 +42,7 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         if line.trim_end() == "items:" {
             after_items = true;
         } else if let Some(kind) = line.strip_prefix("kind:") {
-            list = is_list(Some(kind.trim().trim_matches(|c| c == '"' || c == '\'')));
+            list = is_list(plain_word(kind));
         }
     }
     if !(list && items_at_column_0) {
@@ -87,9 +87,20 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         }
     }
     flush(&mut chunk, n, first_line)?;
-    serde_yaml::from_str::<serde::de::IgnoredAny>(&rest)
+    // Into a Value, as the whole read parses it: a tag, say, is an error there (found by fuzzing).
+    serde_yaml::from_str::<serde_json::Value>(&rest)
         .map_err(|e| LoadError::new(Origin { file: name.into(), document: 1, item: None }, e).streaming(name))?;
     Ok(true)
+}
+
+/// A value that is one word, bare or in one pair of quotes, as kubectl writes a `kind`; `None`
+/// for anything YAML could read otherwise (`&List` is an anchor on an empty value, say: found by
+/// fuzz/fuzz_targets/loader.rs).
+fn plain_word(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let word =
+        ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))).unwrap_or(value);
+    (!word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(word)
 }
 
 /// Whether a quoted scalar or a flow collection is still open at the end of a line. libyaml lets
@@ -248,6 +259,19 @@ mod tests {
         assert!(streams("- a: |\n    it's\n  b: >-\n   \"x\nkind: List\n"));
         assert!(streams("- - |\n   'x\n- k: |2\n   '\n\n   y\nc: d\n"));
         assert!(streams("metadata:\n  resourceVersion: \"\"\n"));
+    }
+
+    #[test]
+    fn a_kind_is_a_list_only_when_it_is_one_plain_word() {
+        use super::plain_word;
+        for (value, word) in
+            [(" List", Some("List")), (" \"BackupList\" ", Some("BackupList")), (" 'List'", Some("List"))]
+        {
+            assert_eq!(plain_word(value), word, "{value}");
+        }
+        for value in [" &List", " !!str List", " *List", " \"List", " 'List\"", " List # c", " ''", " "] {
+            assert_eq!(plain_word(value), None, "{value}");
+        }
     }
 
     #[test]
