@@ -482,6 +482,14 @@ mod tests {
         })
     }
 
+    /// The documents of `text` written to a file named `name`, as [`load`] indexes them.
+    fn load_text(name: &str, text: &str) -> Result<Loaded, LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        load(&[path], false)
+    }
+
     /// The same text parsed whole, without streaming.
     fn whole(name: &str, text: &str) -> Vec<Document> {
         let mut docs = Vec::new();
@@ -639,10 +647,7 @@ metadata:
         let docs = read("odd.yaml", text).unwrap();
         assert_eq!(docs, whole("odd.yaml", text));
         assert_eq!(docs[0].value["metadata"]["annotations"]["note"], "runs on spec: in the quote");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("odd.yaml");
-        std::fs::write(&path, text).unwrap();
-        let loaded = load(&[path], false).unwrap();
+        let loaded = load_text("odd.yaml", text).unwrap();
         assert_eq!((loaded.documents, loaded.index.counts().backups), (1, 1));
     }
 
@@ -650,17 +655,14 @@ metadata:
     fn a_quoted_scalar_that_swallows_the_lists_kind_is_no_list_to_load_either() {
         // Found by fuzz/fuzz_targets/loader.rs: the quote runs on over `kind: List`, so the whole
         // file is one document of no kind. The streamed read had taken it as a List, and `load`
-        // refused its first item (a Backup without a name) while `read_documents` read it whole.
+        // refused its first item (a Backup without spec) while `read_documents` read it whole.
         let text = "apiVersion: v1\nitems:\n- kind: Backup\n  apiVersion: dataprotection.kubeblocks.io/v1alpha1\n  \
                     metadata: {labels: {}}\n- kind: Backup\n  metadata:\n    annotations:\n      note: 'runs on\n\
                     kind: List\nmetadata:\n  resourceVersion: #'\n";
         let docs = read("odd.yaml", text).unwrap();
         assert_eq!(docs, whole("odd.yaml", text));
         assert_eq!((docs.len(), kind_of(&docs[0].value)), (1, Kind::Other));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("odd.yaml");
-        std::fs::write(&path, text).unwrap();
-        let loaded = load(&[path], false).unwrap();
+        let loaded = load_text("odd.yaml", text).unwrap();
         assert_eq!((loaded.documents, loaded.index.counts().backups), (1, 0));
     }
 
