@@ -62,7 +62,7 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     };
     for (i, line) in lines(path)?.enumerate() {
         let line = line?;
-        let column_0 = !line.is_empty() && !line.starts_with([' ', '\t', '#']);
+        let column_0 = in_first_column(&line);
         if column_0 {
             flush(&mut chunk, n, first_line)?;
             // A sequence entry is an item only inside `items`; after another key it is that key's.
@@ -91,6 +91,12 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     serde_yaml::from_str::<serde_json::Value>(&rest)
         .map_err(|e| LoadError::new(Origin { file: name.into(), document: 1, item: None }, e).streaming(name))?;
     Ok(true)
+}
+
+/// Whether `line` starts an entry or a top-level key, as pass 2 cuts the file: not empty, not
+/// indented, not a comment. Pass 1's lexer asks the same question, so the two cannot disagree.
+fn in_first_column(line: &str) -> bool {
+    !line.is_empty() && !line.starts_with([' ', '\t', '#'])
 }
 
 /// A value that is one word, bare or in one pair of quotes, as kubectl writes a `kind`; `None`
@@ -124,8 +130,8 @@ struct OpenAtLineEnd {
 impl OpenAtLineEnd {
     /// Reads the next line; `false` when it starts in the first column (as pass 2 sees it)
     /// inside a quoted scalar or a flow collection.
-    fn read(&mut self, line: &str) -> bool {
-        let line = line.as_bytes();
+    fn read(&mut self, text: &str) -> bool {
+        let line = text.as_bytes();
         let indent = line.iter().take_while(|&&b| b == b' ').count();
         let blank = line[indent..].iter().all(u8::is_ascii_whitespace);
         if let Some(parent) = self.block {
@@ -135,7 +141,7 @@ impl OpenAtLineEnd {
             self.block = None;
         }
         if self.quote.is_some() || self.flow > 0 {
-            if !line.is_empty() && !line.starts_with(b" ") && !line.starts_with(b"\t") && !line.starts_with(b"#") {
+            if in_first_column(text) {
                 return false;
             }
         } else if blank {
