@@ -36,7 +36,7 @@ fi
 # Where one allowed decision of this checkout goes, next to the floor of its decoding half.
 bin=target/release/examples/decision_instructions
 parts=("| part of one allowed \`judge_json\` ($(git rev-parse --short HEAD)) | instructions |" "|---|---|"
-  "| reading the Restore (\`request::head\` + \`Head::decode\`) | $(count $bin $ALLOWED '*request::head' '*request::Head::decode') |"
+  "| reading the Restore (\`request::decode_json\`: \`head\` + \`Head::decode\`, called on its own) | $(count $bin $ALLOWED '*read_restore') |"
   "| the rules (\`rules::evaluate\`) | $(count $bin $ALLOWED '*rules::evaluate') |"
   "| floor: serde_json reading the same 212-byte text into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_floor') |"
   "| for the webhook: serde_json reading the 1 588-byte AdmissionReview \`examples/admission/review-denied.json\` into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_review_floor') |")

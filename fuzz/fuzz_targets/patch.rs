@@ -11,11 +11,15 @@
 //!   wire — is the native patch, operation for operation;
 //! - judging the object as text (`judge_json`, the webhook) and as a JSON tree (`judge`, the CLI
 //!   and the module) gives the same decision, for an object without repeated keys.
+//! - the one-pass reading of the object (`request::one_pass_head`), where it reads it, gives what
+//!   the raw reading (`request::raw_head`) gives: the same group, type and decoded request, or
+//!   the same error.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pitrguard::core::mutate::{patch_between, to_patch};
+use pitrguard::core::request;
 use pitrguard::core::{Operation, WarningId, judge, judge_json};
 use serde_json::Value;
 
@@ -23,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let inventory = pitrguard_fuzz::example_index();
     let tree = serde_json::from_str::<Value>(text).ok();
+    if let Some(one_pass) = request::one_pass_head(text) {
+        let raw = request::raw_head(text).expect("the raw reading reads what the one-pass reading reads");
+        assert_eq!((one_pass.group, &one_pass.ops_type), (raw.group, &raw.ops_type), "the two readings' heads");
+        assert_eq!(one_pass.decode("demo"), raw.decode("demo"), "the two readings' requests");
+    }
     for policy in pitrguard_fuzz::policies() {
         let d = judge_json(Operation::Create, Some(text), None, "demo", inventory, policy);
         if !d.mutations.is_empty() {
