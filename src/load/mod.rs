@@ -667,6 +667,24 @@ metadata:
     }
 
     #[test]
+    fn a_yaml_list_with_a_line_break_other_than_newline_reads_as_the_whole_file_does() {
+        // Found by fuzz/fuzz_targets/loader.rs: libyaml breaks lines at a lone `\r` (and at NEL,
+        // LS, PS), so `-` after one starts another entry of the whole read; the streamed read
+        // had kept it inside the first entry.
+        let list = |item: &str| format!("apiVersion: v1\nitems:\n- {item}\nkind: List\nmetadata:\n  resourceVersion: ''\n");
+        for br in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            let item = format!("a{br}-{br}- b");
+            let text = list(&item);
+            let docs = read("odd.yaml", &text).unwrap();
+            assert_eq!(docs, whole("odd.yaml", &text), "{item:?}");
+            assert_eq!(docs.len(), 3, "{item:?}: {docs:?}");
+        }
+        // A Windows file (CRLF throughout) is still streamed, and reads as the whole file does.
+        let text = KUBECTL_LIST.replace('\n', "\r\n");
+        assert_eq!(read("crlf.yaml", &text).unwrap(), whole("crlf.yaml", &text));
+    }
+
+    #[test]
     fn a_yaml_lists_kind_and_other_fields_read_as_the_whole_file_reads_them() {
         // Found by fuzz/fuzz_targets/loader.rs: `&List` is an anchor on an empty kind, so the file
         // is no List; a tag in the List's metadata is an error of the whole read.

@@ -22,7 +22,7 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     let mut open = OpenAtLineEnd::default();
     for (i, line) in lines(path)?.enumerate() {
         let Ok(line) = line else { return Ok(false) }; // e.g. not UTF-8: the general reader says so
-        if !open.read(&line) {
+        if !open.read(&line) || holds_another_break(&line) {
             return Ok(false);
         }
         if line.starts_with("---") && i > 0 || line.starts_with("...") || line.starts_with('%') {
@@ -97,6 +97,20 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
 /// indented, not a comment. Pass 1's lexer asks the same question, so the two cannot disagree.
 fn in_first_column(line: &str) -> bool {
     !line.is_empty() && !line.starts_with([' ', '\t', '#'])
+}
+
+/// Whether a line, as `BufRead::lines` cuts them (at `\n` and `\r\n`), holds a line break of
+/// libyaml's that it does not cut at: a lone `\r`, NEL, LS or PS. Pass 2 would keep such a line
+/// whole where the whole read starts a new one (`- ` after it is another entry, say): the file
+/// is read whole (found by fuzz/fuzz_targets/loader.rs). kubectl writes none of them.
+fn holds_another_break(line: &str) -> bool {
+    let b = line.as_bytes();
+    // In UTF-8, NEL is C2 85, LS E2 80 A8 and PS E2 80 A9.
+    memchr::memchr3_iter(b'\r', 0xC2, 0xE2, b).any(|i| match b[i] {
+        b'\r' => true,
+        0xC2 => b.get(i + 1) == Some(&0x85),
+        _ => b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)),
+    })
 }
 
 /// A value that is one word, bare or in one pair of quotes, as kubectl writes a `kind`; `None`
@@ -277,6 +291,18 @@ mod tests {
         }
         for value in [" &List", " !!str List", " *List", " \"List", " 'List\"", " List # c", " ''", " "] {
             assert_eq!(plain_word(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_line_break_that_lines_do_not_cut_at_is_found() {
+        use super::holds_another_break;
+        for line in ["- a\rb", "a\r", "- a\u{85}- b", "x: \u{2028}", "\u{2029}y"] {
+            assert!(holds_another_break(line), "{line:?}");
+        }
+        // Other characters that share a first byte with NEL, LS or PS are no breaks.
+        for line in ["- name: caf\u{e9}", "- a: \u{a0}\u{2027}\u{202a}\u{20ac}", "plain", ""] {
+            assert!(!holds_another_break(line), "{line:?}");
         }
     }
 
