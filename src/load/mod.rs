@@ -671,7 +671,8 @@ metadata:
         // Found by fuzz/fuzz_targets/loader.rs: libyaml breaks lines at a lone `\r` (and at NEL,
         // LS, PS), so `-` after one starts another entry of the whole read; the streamed read
         // had kept it inside the first entry.
-        let list = |item: &str| format!("apiVersion: v1\nitems:\n- {item}\nkind: List\nmetadata:\n  resourceVersion: ''\n");
+        let list =
+            |item: &str| format!("apiVersion: v1\nitems:\n- {item}\nkind: List\nmetadata:\n  resourceVersion: ''\n");
         for br in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
             let item = format!("a{br}-{br}- b");
             let text = list(&item);
