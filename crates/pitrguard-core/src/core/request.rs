@@ -139,6 +139,80 @@ struct MetaParts<'a> {
     annotations: Result<Option<Text<'a>>, String>,
 }
 
+// --- the fields the rules read, as both readings name them -------------------------------------
+// `F` is a field the rules read as text, the other parameters the objects inside; a field absent
+// or null is `None`, any other field is skipped unread.
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "F: Deserialize<'de>, M: Deserialize<'de>, S: Deserialize<'de>"))]
+struct ObjectOf<F, M, S> {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<F>,
+    #[serde(default)]
+    kind: Option<F>,
+    #[serde(default)]
+    metadata: Option<M>,
+    #[serde(default)]
+    spec: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "F: Deserialize<'de>, A: Deserialize<'de>"))]
+struct MetaOf<F, A> {
+    #[serde(default)]
+    name: Option<F>,
+    #[serde(default)]
+    generate_name: Option<F>,
+    #[serde(default)]
+    namespace: Option<F>,
+    #[serde(default)]
+    annotations: Option<A>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "F: Deserialize<'de>"))]
+struct AnnotationsOf<F> {
+    #[serde(rename = "pitrguard.io/base-backup", default)]
+    base_backup: Option<F>,
+}
+
+/// `spec` of either API group.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "F: Deserialize<'de>, R: Deserialize<'de>"))]
+struct SpecOf<F, R> {
+    #[serde(rename = "type", default)]
+    ty: Option<F>,
+    #[serde(default)]
+    cluster_name: Option<F>,
+    /// 0.9 only.
+    #[serde(default)]
+    cluster_ref: Option<F>,
+    #[serde(default)]
+    restore: Option<R>,
+    /// 0.9 only.
+    #[serde(default)]
+    restore_spec: Option<R>,
+}
+
+impl<F, R> Default for SpecOf<F, R> {
+    fn default() -> Self {
+        Self { ty: None, cluster_name: None, cluster_ref: None, restore: None, restore_spec: None }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", bound(deserialize = "F: Deserialize<'de>"))]
+struct RestoreOf<F> {
+    #[serde(default)]
+    backup_name: Option<F>,
+    #[serde(default)]
+    backup_namespace: Option<F>,
+    #[serde(default)]
+    restore_point_in_time: Option<F>,
+    #[serde(default)]
+    volume_restore_policy: Option<F>,
+}
+
 // --- the one-pass reading ----------------------------------------------------------------------
 // Every object the API server sends has the fields the rules read as strings and objects, without
 // a repeated key; such an object is read in one pass. Anything else fails this reading, and the
@@ -189,64 +263,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-#[derive(Deserialize)]
-struct OnePass<'a> {
-    #[serde(rename = "apiVersion", borrow, default)]
-    api_version: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    kind: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    metadata: Option<Object<OnePassMeta<'a>>>,
-    #[serde(borrow, default)]
-    spec: Option<Object<OnePassSpec<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OnePassMeta<'a> {
-    #[serde(borrow, default)]
-    name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    generate_name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    namespace: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    annotations: Option<Object<OnePassAnnotations<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct OnePassAnnotations<'a> {
-    #[serde(rename = "pitrguard.io/base-backup", borrow, default)]
-    base_backup: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OnePassSpec<'a> {
-    #[serde(rename = "type", borrow, default)]
-    ty: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    cluster_name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    cluster_ref: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    restore: Option<Object<OnePassRestore<'a>>>,
-    #[serde(borrow, default)]
-    restore_spec: Option<Object<OnePassRestore<'a>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OnePassRestore<'a> {
-    #[serde(borrow, default)]
-    backup_name: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    backup_namespace: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    restore_point_in_time: Option<Str<'a>>,
-    #[serde(borrow, default)]
-    volume_restore_policy: Option<Str<'a>>,
-}
+/// The type of the one-pass reading: every field the rules read, typed.
+type OnePass<'a> = ObjectOf<Str<'a>, Object<OnePassMeta<'a>>, Object<OnePassSpec<'a>>>;
+type OnePassMeta<'a> = MetaOf<Str<'a>, Object<AnnotationsOf<Str<'a>>>>;
+type OnePassSpec<'a> = SpecOf<Str<'a>, Object<OnePassRestore<'a>>>;
+type OnePassRestore<'a> = RestoreOf<Str<'a>>;
 
 fn found<'a>(s: Option<Str<'a>>) -> Text<'a> {
     Ok(s.map(|s| s.0))
@@ -296,36 +317,14 @@ impl<'a> OnePass<'a> {
 
 // --- the raw reading ---------------------------------------------------------------------------
 
-/// The top level, every field kept raw so that a value of an unexpected type is not an error here.
-#[derive(Deserialize)]
-struct RawObject<'a> {
-    #[serde(rename = "apiVersion", borrow, default)]
-    api_version: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    kind: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    metadata: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    spec: Option<&'a RawValue>,
-}
-
-/// The fields of `spec` the rules read, of either API group.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSpec<'a> {
-    #[serde(rename = "type", borrow, default)]
-    ty: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    cluster_name: Option<&'a RawValue>,
-    /// 0.9 only.
-    #[serde(borrow, default)]
-    cluster_ref: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    restore: Option<&'a RawValue>,
-    /// 0.9 only.
-    #[serde(borrow, default)]
-    restore_spec: Option<&'a RawValue>,
-}
+/// The types of the raw reading: every field the rules read kept as raw JSON, so that a value of
+/// an unexpected type is not an error until that field is checked.
+type Raw<'a> = &'a RawValue;
+type RawObject<'a> = ObjectOf<Raw<'a>, Raw<'a>, Raw<'a>>;
+type RawMeta<'a> = MetaOf<Raw<'a>, Raw<'a>>;
+type RawAnnotations<'a> = AnnotationsOf<Raw<'a>>;
+type RawSpec<'a> = SpecOf<Raw<'a>, Raw<'a>>;
+type RawRestore<'a> = RestoreOf<Raw<'a>>;
 
 /// `spec.type` alone: read when the whole [`RawSpec`] cannot be (a repeated field, say), so that
 /// such an object is still recognised as a Restore and denied rather than let through.
@@ -377,39 +376,6 @@ fn object<'a, T: Deserialize<'a>>(path: &str, raw: Option<&'a RawValue>) -> Resu
         Some(raw) if !is_object(raw.get()) => Err(format!("{path}: expected an object, found {}", kind_of(raw))),
         Some(raw) => serde_json::from_str::<Option<T>>(raw.get()).map_err(|e| format!("{path}: {e}")),
     }
-}
-
-/// The metadata the rules read.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawMeta<'a> {
-    #[serde(borrow, default)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    generate_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    namespace: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    annotations: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RawAnnotations<'a> {
-    #[serde(rename = "pitrguard.io/base-backup", borrow, default)]
-    base_backup: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawRestore<'a> {
-    #[serde(borrow, default)]
-    backup_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    backup_namespace: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    restore_point_in_time: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    volume_restore_policy: Option<&'a RawValue>,
 }
 
 fn restore_fields(field: RestoreField, raw: Option<&RawValue>) -> Result<Option<RestoreFields>, String> {
