@@ -667,6 +667,18 @@ metadata:
     }
 
     #[test]
+    fn a_yaml_lists_kind_that_goes_on_over_indented_lines_is_no_list() {
+        // Found by fuzz/fuzz_targets/loader.rs: read whole, `kind: List` followed by an indented
+        // line is a plain scalar of two lines, so the file is no List; a comment line ends it.
+        let kind_runs_on = "apiVersion: v1\nitems:\n- a\nkind: List\n\n  more\nmetadata: {}\n";
+        let docs = read("odd.yaml", kind_runs_on).unwrap();
+        assert_eq!(docs, whole("odd.yaml", kind_runs_on));
+        assert_eq!((docs.len(), docs[0].value["kind"].as_str()), (1, Some("List\nmore")));
+        let commented = "apiVersion: v1\nitems:\n- a\nkind: List\n  # c\nmetadata: {}\n";
+        assert_eq!(read("odd.yaml", commented).unwrap(), whole("odd.yaml", commented));
+    }
+
+    #[test]
     fn a_yaml_list_with_a_line_break_other_than_newline_reads_as_the_whole_file_does() {
         // Found by fuzz/fuzz_targets/loader.rs: libyaml breaks lines at a lone `\r` (and at NEL,
         // LS, PS), so `-` after one starts another entry of the whole read; the streamed read

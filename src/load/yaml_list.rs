@@ -17,7 +17,7 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         Ok(open_buffered(path)?.lines().map(move |l| l.map_err(|e| LoadError::new(&name, e))))
     };
     // Pass 1: is this one document with a top-level `kind: ...List` and column-0 items?
-    let (mut list, mut items_at_column_0, mut after_items) = (false, false, false);
+    let (mut list, mut items_at_column_0, mut after_items, mut after_kind) = (false, false, false, false);
     let mut keys = std::collections::HashSet::new();
     let mut open = OpenAtLineEnd::default();
     for (i, line) in lines(path)?.enumerate() {
@@ -35,6 +35,14 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
         {
             return Ok(false);
         }
+        // The kind is read from its own line; an indented line after it (comments aside) goes on
+        // with it, as a plain scalar's next line (found by fuzz/fuzz_targets/loader.rs): whole.
+        if after_kind && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            if !in_first_column(&line) {
+                return Ok(false);
+            }
+            after_kind = false;
+        }
         if after_items && !line.trim().is_empty() && !line.starts_with('#') {
             items_at_column_0 = line == "-" || line.starts_with("- ");
             after_items = false;
@@ -43,6 +51,7 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
             after_items = true;
         } else if let Some(kind) = line.strip_prefix("kind:") {
             list = is_list(plain_word(kind));
+            after_kind = true;
         }
     }
     if !(list && items_at_column_0) {
