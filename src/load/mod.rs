@@ -490,6 +490,14 @@ mod tests {
         load(&[path], false)
     }
 
+    /// Whether `yaml_list` streams `text` as a List rather than leave it to the whole read.
+    fn yaml_streams(text: &str) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.yaml");
+        std::fs::write(&path, text).unwrap();
+        yaml_list::stream(&path, "x.yaml", &mut |_| Ok(())).unwrap()
+    }
+
     /// The same text parsed whole, without streaming.
     fn whole(name: &str, text: &str) -> Vec<Document> {
         let mut docs = Vec::new();
@@ -577,10 +585,7 @@ metadata:
         let two_documents = "kind: List\nitems:\n- kind: Backup\n---\nkind: Backup\n";
         let not_a_list = "kind: Backup\nitems:\n- a\n";
         for text in [indented, flow, two_documents, not_a_list] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("x.yaml");
-            std::fs::write(&path, text).unwrap();
-            assert!(!yaml_list::stream(&path, "x.yaml", &mut |_| Ok(())).unwrap(), "{text}");
+            assert!(!yaml_streams(text), "{text}");
             assert_eq!(read("x.yaml", text).unwrap(), whole("x.yaml", text), "{text}");
         }
     }
@@ -671,10 +676,12 @@ metadata:
         // Found by fuzz/fuzz_targets/loader.rs: read whole, `kind: List` followed by an indented
         // line is a plain scalar of two lines, so the file is no List; a comment line ends it.
         let kind_runs_on = "apiVersion: v1\nitems:\n- a\nkind: List\n\n  more\nmetadata: {}\n";
+        assert!(!yaml_streams(kind_runs_on));
         let docs = read("odd.yaml", kind_runs_on).unwrap();
         assert_eq!(docs, whole("odd.yaml", kind_runs_on));
         assert_eq!((docs.len(), docs[0].value["kind"].as_str()), (1, Some("List\nmore")));
         let commented = "apiVersion: v1\nitems:\n- a\nkind: List\n  # c\nmetadata: {}\n";
+        assert!(yaml_streams(commented));
         assert_eq!(read("odd.yaml", commented).unwrap(), whole("odd.yaml", commented));
     }
 
@@ -688,12 +695,14 @@ metadata:
         for br in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
             let item = format!("a{br}-{br}- b");
             let text = list(&item);
+            assert!(!yaml_streams(&text), "{item:?}");
             let docs = read("odd.yaml", &text).unwrap();
             assert_eq!(docs, whole("odd.yaml", &text), "{item:?}");
             assert_eq!(docs.len(), 3, "{item:?}: {docs:?}");
         }
         // A Windows file (CRLF throughout) is still streamed, and reads as the whole file does.
         let text = KUBECTL_LIST.replace('\n', "\r\n");
+        assert!(yaml_streams(&text));
         assert_eq!(read("crlf.yaml", &text).unwrap(), whole("crlf.yaml", &text));
     }
 
