@@ -7,13 +7,18 @@
 //! - **webhook**: `pitrguard::server::webhook::router` with the examples inventory;
 //! - **floor**: an axum router whose `POST /validate` reads the body and returns a
 //!   constant allowed AdmissionReview — what the transport, TLS, HTTP and axum cost
-//!   without pitrguard's work.
+//!   without pitrguard's work;
+//! - **floor + serde_json**: the floor, but it also reads the body with serde_json into
+//!   `IgnoredAny` — the least that any webhook which looks at the request pays;
+//! - **kube-rs no-op**: a webhook as kube-rs's admission example writes one, that allows
+//!   everything — `Json<AdmissionReview<DynamicObject>>` in, `AdmissionResponse::from(&req)`
+//!   out: what a Rust webhook on this stack costs before it does any work.
 //!
 //! The load generator runs in the same tokio runtime: `C` HTTP/1.1 keep-alive
 //! connections (raw hyper over tokio-rustls, trusting the dev CA), each sending
 //! `POST /validate` with `examples/admission/review-denied.json` back to back,
 //! for a warm-up and then a measured period. Runs: webhook, floor, module, webhook
-//! again (drift), webhook and floor at 32 connections, and webhook over HTTP/2 (one connection, `C` streams). Any
+//! again (drift), the two reading floors, webhook and floor at 32 connections, and webhook over HTTP/2 (one connection, `C` streams). Any
 //! non-200 answer, transport error or request over 10 s is an error.
 //!
 //! The figures are printed and written into BENCHMARKS.md between
@@ -189,6 +194,36 @@ fn floor_router() -> Router {
         post(|body: Bytes| async move {
             std::hint::black_box(&body);
             ([(header::CONTENT_TYPE, "application/json")], FLOOR_RESPONSE).into_response()
+        }),
+    )
+}
+
+/// The floor that also reads the AdmissionReview (serde_json into nothing).
+fn reading_floor_router() -> Router {
+    Router::new().route(
+        "/validate",
+        post(|body: Bytes| async move {
+            let read: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(&body);
+            if read.is_err() {
+                return (StatusCode::BAD_REQUEST, "not JSON").into_response();
+            }
+            ([(header::CONTENT_TYPE, "application/json")], FLOOR_RESPONSE).into_response()
+        }),
+    )
+}
+
+/// A do-nothing webhook the way kube-rs's admission example is written.
+fn kube_noop_router() -> Router {
+    use kube::core::DynamicObject;
+    use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+    Router::new().route(
+        "/validate",
+        post(|axum::Json(review): axum::Json<AdmissionReview<DynamicObject>>| async move {
+            let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+                Ok(req) => req,
+                Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            };
+            axum::Json(AdmissionResponse::from(&req).into_review()).into_response()
         }),
     )
 }
@@ -505,7 +540,9 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
         "- webhook = `webhook::router` with the examples inventory (the request is denied by R10); floor = axum \
          `POST /validate` that reads the body and returns a constant allowed AdmissionReview; webhook --policy-module = \
          the same router judging through `target/policy/pitrguard-policy.wasm` in wasmtime (one worker thread per \
-         core, host calls answered from the same inventory); latencies in µs, from sending the request to having read \
+         core, host calls answered from the same inventory); floor + serde_json = the floor, also reading the body \
+         with serde_json into `IgnoredAny`; kube-rs no-op = `Json<AdmissionReview<DynamicObject>>` in, \
+         `AdmissionResponse::from(&req).into_review()` out (kube-rs's admission example, allowing all); latencies in µs, from sending the request to having read \
          the whole response"
             .to_string(),
     ];
@@ -534,6 +571,26 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
         })
         .collect();
     push(&mut text, &format!("Webhook / floor (HTTP/1.1): {}.", ratios.join("; ")));
+    // What reading the request costs any webhook, and where a do-nothing kube-rs webhook stands.
+    let by_label = |label: &str| outcomes.iter().find(|o| o.label == label && o.conns == s.conns);
+    if let (Some(reading), Some(noop), Some(native)) =
+        (by_label("floor + serde_json"), by_label("kube-rs no-op"), by_label("webhook"))
+    {
+        let floor = floor_at(s.conns);
+        push(&mut text, "");
+        push(
+            &mut text,
+            &format!(
+                "Reading floors ({} conns, HTTP/1.1): floor + serde_json / floor: req/s {:.2}×; kube-rs no-op / floor: \
+                 req/s {:.2}×; webhook / kube-rs no-op: req/s {:.2}×, p99 {:.2}×.",
+                s.conns,
+                reading.rps() / floor.rps(),
+                noop.rps() / floor.rps(),
+                native.rps() / noop.rps(),
+                native.pct_us(99.0) / noop.pct_us(99.0)
+            ),
+        );
+    }
     let native = outcomes.iter().find(|o| o.label == "webhook" && o.conns == s.conns).expect("webhook run");
     if let Some(m) = outcomes.iter().find(|o| o.label == "webhook --policy-module") {
         push(&mut text, "");
@@ -598,6 +655,8 @@ async fn bench(s: Settings) {
     let module = load_module(s.threads);
     let module_port = start(tls.clone(), webhook::router(examples_app(Some(module))), &stop_rx).await;
     let floor_port = start(tls.clone(), floor_router(), &stop_rx).await;
+    let reading_floor_port = start(tls.clone(), reading_floor_router(), &stop_rx).await;
+    let kube_noop_port = start(tls.clone(), kube_noop_router(), &stop_rx).await;
 
     let body = Bytes::from(
         std::fs::read(repo().join("examples/admission/review-denied.json"))
@@ -607,9 +666,13 @@ async fn bench(s: Settings) {
     let h2 = Arc::new(Client::new(&certs.ca_pem, body, Proto::Http2));
 
     // What each server answers: the webhook must deny (the real path), the floor allow.
-    for (port, name, allowed) in
-        [(webhook_port, "webhook", false), (module_port, "module", false), (floor_port, "floor", true)]
-    {
+    for (port, name, allowed) in [
+        (webhook_port, "webhook", false),
+        (module_port, "module", false),
+        (floor_port, "floor", true),
+        (reading_floor_port, "floor + serde_json", true),
+        (kube_noop_port, "kube-rs no-op", true),
+    ] {
         let mut sender = h1.connect(port, Proto::Http1).await.expect("connect");
         let answer = h1.send(&mut sender).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let v: serde_json::Value = serde_json::from_slice(&answer).expect("JSON answer");
@@ -631,6 +694,8 @@ async fn bench(s: Settings) {
         ("floor", floor_port, Proto::Http1, s.conns),
         ("webhook --policy-module", module_port, Proto::Http1, s.conns),
         ("webhook (again)", webhook_port, Proto::Http1, s.conns),
+        ("floor + serde_json", reading_floor_port, Proto::Http1, s.conns),
+        ("kube-rs no-op", kube_noop_port, Proto::Http1, s.conns),
     ];
     if let Some(high) = high {
         plan.push(("webhook", webhook_port, Proto::Http1, high));
