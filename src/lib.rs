@@ -22,6 +22,7 @@ pub mod cli;
 #[cfg(feature = "runtime")]
 pub mod file_watch;
 pub mod inventory;
+pub mod json_text;
 pub mod load;
 #[cfg(feature = "runtime")]
 pub mod logging;

@@ -140,10 +140,7 @@ impl Visit for Fields<'_> {
     }
 }
 
-/// Appends `s` as a JSON string, escaped by serde_json.
-fn push_str(line: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(line, s).expect("a string always serializes into memory");
-}
+use crate::json_text::push_str;
 
 #[cfg(test)]
 mod tests {

@@ -217,8 +217,8 @@ fn r3_backup_exists(j: &mut Judge<'_>, namespace: &str, name: &str) -> Option<Ba
 fn r4_backup_phase(j: &mut Judge<'_>, s: &BackupFacts) {
     let phase = s.phase.as_deref().unwrap_or("");
     let shown = if phase.is_empty() { "<none>" } else { phase };
-    let field = j.field("backupName");
     if matches!(phase, "Failed" | "Deleting") {
+        let field = j.field("backupName");
         j.deny(
             Rule::R4,
             format!(
@@ -227,6 +227,7 @@ fn r4_backup_phase(j: &mut Judge<'_>, s: &BackupFacts) {
             ),
         );
     } else if !s.is_continuous() && phase != "Completed" {
+        let field = j.field("backupName");
         j.deny(
             Rule::R4,
             format!(

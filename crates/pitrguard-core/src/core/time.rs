@@ -91,10 +91,11 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 
 /// [`format_time`] appended to `out`.
 pub fn push_time(out: &mut String, t: DateTime<Utc>) {
-    use chrono::{Datelike, Timelike};
-    // By hand, digit by digit: chrono's format() re-parses its pattern on every call, and even
-    // `format!` was the largest single cost of a denial, which prints several times.
-    let year = t.year();
+    // By hand, from the Unix time: chrono's format() re-parses its pattern on every call, and each
+    // of its calendar accessors works the date out again; a denial prints up to eight times.
+    let secs = t.timestamp();
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
         out.push_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         return;
@@ -107,12 +108,26 @@ pub fn push_time(out: &mut String, t: DateTime<Utc>) {
         }
     };
     put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
     out.push_str(std::str::from_utf8(&b).expect("ASCII digits"));
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
+/// (H. Hinnant's `civil_from_days`, http://howardhinnant.github.io/date_algorithms.html).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Formats an instant as UTC RFC 3339, keeping a fraction only when there is one.
@@ -135,54 +150,81 @@ pub fn parse_status_time(raw: &str) -> Option<DateTime<Utc>> {
 
 /// A non-negative duration as Go's `time.Duration.String` prints it: `12m46s`, `1h0m5s`, `1.5s`, `250ms`.
 pub fn go_duration(d: chrono::TimeDelta) -> String {
+    let mut out = String::with_capacity(16);
+    push_go_duration(&mut out, d);
+    out
+}
+
+/// [`go_duration`] appended to `out`.
+pub fn push_go_duration(out: &mut String, d: chrono::TimeDelta) {
     let total_nanos = d
         .num_nanoseconds()
         .map(i128::from)
         .unwrap_or_else(|| i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos()));
     let nanos = total_nanos.unsigned_abs();
     if nanos == 0 {
-        return "0s".into();
+        out.push_str("0s");
+        return;
     }
     if nanos < 1_000_000_000 {
-        return sub_second(nanos);
+        let (unit, scale) = if nanos >= 1_000_000 {
+            ("ms", 1_000_000)
+        } else if nanos >= 1_000 {
+            ("µs", 1_000)
+        } else {
+            ("ns", 1)
+        };
+        push_decimal(out, nanos / scale, nanos % scale, scale.ilog10());
+        out.push_str(unit);
+        return;
     }
     let secs = nanos / 1_000_000_000;
-    let frac = nanos % 1_000_000_000;
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let mut out = String::new();
     if h > 0 {
-        out.push_str(&format!("{h}h"));
+        push_uint(out, h);
+        out.push('h');
     }
     if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
+        push_uint(out, m);
+        out.push('m');
     }
-    out.push_str(&s.to_string());
-    if frac > 0 {
-        let digits = format!("{frac:09}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
+    push_decimal(out, s, nanos % 1_000_000_000, 9);
     out.push('s');
-    out
 }
 
-fn sub_second(nanos: u128) -> String {
-    let (unit, scale) = if nanos >= 1_000_000 {
-        ("ms", 1_000_000)
-    } else if nanos >= 1_000 {
-        ("µs", 1_000)
-    } else {
-        ("ns", 1)
-    };
-    let whole = nanos / scale;
-    let frac = nanos % scale;
+/// `whole`, then `.` and the `width` digits of `frac` without trailing zeros, when `frac` is not 0.
+fn push_decimal(out: &mut String, whole: u128, frac: u128, width: u32) {
+    push_uint(out, whole);
     if frac == 0 {
-        format!("{whole}{unit}")
-    } else {
-        let width = scale.ilog10() as usize;
-        let digits = format!("{frac:0width$}");
-        format!("{whole}.{}{unit}", digits.trim_end_matches('0'))
+        return;
     }
+    out.push('.');
+    let (mut frac, mut width) = (frac, width);
+    while frac % 10 == 0 {
+        frac /= 10;
+        width -= 1;
+    }
+    let mut digits = [b'0'; 39];
+    let digits = &mut digits[..width as usize];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    out.push_str(std::str::from_utf8(digits).expect("ASCII digits"));
+}
+
+fn push_uint(out: &mut String, mut v: u128) {
+    let mut digits = [0u8; 39];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 #[cfg(test)]
@@ -204,6 +246,16 @@ mod tests {
             assert_eq!(format_time(t), t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
         assert!(checked > 1000);
+    }
+
+    #[test]
+    fn format_time_knows_every_day_of_the_leap_year_rules() {
+        // Every day from 1 Jan 1599 to 31 Dec 2401: the centuries that are and are not leap years.
+        let mut t: DateTime<Utc> = "1599-01-01T23:59:59Z".parse().unwrap();
+        while t.format("%Y").to_string() != "2402" {
+            assert_eq!(format_time(t), t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            t += TimeDelta::days(1) + TimeDelta::seconds(7);
+        }
     }
 
     #[test]
@@ -279,6 +331,12 @@ mod tests {
             (TimeDelta::milliseconds(250), "250ms"),
             (TimeDelta::zero(), "0s"),
             (TimeDelta::days(2), "48h0m0s"),
+            (TimeDelta::nanoseconds(1), "1ns"),
+            (TimeDelta::nanoseconds(1_500), "1.5µs"),
+            (TimeDelta::nanoseconds(1_000_001), "1.000001ms"),
+            (TimeDelta::nanoseconds(3_600_000_000_010), "1h0m0.00000001s"),
+            (TimeDelta::seconds(59) + TimeDelta::nanoseconds(120_000_000), "59.12s"),
+            (TimeDelta::MAX, "2562047788015h12m55.807s"),
         ];
         for (d, want) in cases {
             assert_eq!(go_duration(d), want);

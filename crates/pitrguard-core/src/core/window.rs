@@ -68,8 +68,13 @@ pub fn window(s: &BackupFacts, inv: &dyn Inventory, edge: BaseEdge) -> Window {
         (Some(a), Some(b)) if a <= b => Some((a, b)),
         _ => None,
     };
+    // One range query: the first base and the completion seconds after it come from the same list.
+    let mut bases = match log_range.filter(|_| base_required) {
+        Some((start, end)) => inv.bases_ending_between(s, start, end),
+        None => Vec::new(),
+    };
+    let first_base = bases.first().cloned();
     let mut excluded = Vec::new();
-    let first_base = log_range.filter(|_| base_required).and_then(|(start, end)| inv.earliest_base(s, start, end));
     let restorable = log_range.and_then(|(start, end)| {
         if !base_required {
             return Some((start, end));
@@ -79,7 +84,8 @@ pub fn window(s: &BackupFacts, inv: &dyn Inventory, edge: BaseEdge) -> Window {
             return Some((first.end, end));
         }
         let w0 = first.end.checked_add_signed(SECOND).filter(|w0| *w0 <= end)?;
-        excluded = inv.bases_ending_between(s, w0, end);
+        bases.retain(|b| b.end >= w0);
+        excluded = std::mem::take(&mut bases);
         excluded.dedup_by(|a, b| a.end == b.end);
         // Nothing is left when every second from W0 to end(S) is some base's completion second.
         let seconds = (end - w0).num_seconds() + 1;
