@@ -17,10 +17,11 @@
 //! The load generator runs in the same tokio runtime: `C` HTTP/1.1 keep-alive
 //! connections (raw hyper over tokio-rustls, trusting the dev CA), each sending
 //! `POST /validate` with `examples/admission/review-denied.json` back to back,
-//! for a warm-up and then a measured period. Runs: webhook, floor, module, webhook
-//! again (drift), the two reading floors, webhook and floor at 32 connections, and
-//! webhook over HTTP/2 (one connection, `C` streams). Any non-200 answer, transport
-//! error or request over 10 s is an error.
+//! for a warm-up and then a measured period. Runs: webhook and floor in alternating
+//! rounds (the order swapped each round, so that the machine's drift weighs on both; the
+//! ratios are the medians of the rounds'), at `C` and at 32 connections; then once each
+//! the module, the two reading floors, and the webhook over HTTP/2 (one connection, `C`
+//! streams). Any non-200 answer, transport error or request over 10 s is an error.
 //!
 //! The figures are printed and written into BENCHMARKS.md between
 //! `<!-- load:begin -->` and `<!-- load:end -->` (other sections are kept).
@@ -30,6 +31,7 @@
 //! - `WEBHOOK_LOAD_CONNS_HIGH` connections of a second webhook/floor pair, default 32 (0: none)
 //! - `WEBHOOK_LOAD_SECS` measured seconds per run, default 10
 //! - `WEBHOOK_LOAD_WARMUP_SECS` warm-up seconds per run, default 2
+//! - `WEBHOOK_LOAD_ROUNDS` alternating webhook/floor rounds per concurrency, default 3
 //! - `WEBHOOK_LOAD_THREADS` tokio worker threads, default: the number of CPUs
 //! - `WEBHOOK_LOAD_H2=0` skips the HTTP/2 run
 //! - `WEBHOOK_LOAD_LOG=1` installs a tracing subscriber at info (written to a
@@ -107,6 +109,9 @@ struct Settings {
     log: bool,
     write: bool,
     smoke: bool,
+    /// Webhook and floor runs alternate this many times at each concurrency (`WEBHOOK_LOAD_ROUNDS`);
+    /// the ratios are the medians of the rounds', as the machine drifts between runs.
+    rounds: usize,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -136,6 +141,7 @@ impl Settings {
                 log: false,
                 write: false,
                 smoke,
+                rounds: 1,
             };
         }
         Settings {
@@ -148,6 +154,7 @@ impl Settings {
             log: env_flag("WEBHOOK_LOAD_LOG", false),
             write: env_flag("WEBHOOK_LOAD_WRITE", true),
             smoke,
+            rounds: env_num("WEBHOOK_LOAD_ROUNDS", 3usize).max(1),
         }
     }
 
@@ -338,6 +345,8 @@ impl Client {
 
 struct Outcome {
     label: String,
+    /// Which round of the alternating webhook/floor runs (1 for the runs made once).
+    round: usize,
     proto: Proto,
     conns: usize,
     latencies_ns: Vec<u64>,
@@ -433,6 +442,7 @@ async fn run(label: &str, client: Arc<Client>, port: u16, proto: Proto, s: &Sett
     let mut outcome = Outcome {
         conns: s.conns,
         label: label.to_string(),
+        round: 1,
         proto,
         latencies_ns: Vec::new(),
         errors: 0,
@@ -472,6 +482,15 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -484,8 +503,9 @@ fn row(o: &Outcome, conns: usize) -> String {
         Proto::Http2 => format!("1 conn, {conns} streams"),
     };
     format!(
-        "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+        "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
         o.label,
+        o.round,
         o.proto.name(),
         shape,
         o.latencies_ns.len(),
@@ -500,7 +520,13 @@ fn row(o: &Outcome, conns: usize) -> String {
 
 fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &str) -> String {
     let floor_at = |conns: usize| {
-        outcomes.iter().find(|o| o.label == "floor" && o.conns == conns && o.proto == Proto::Http1).expect("floor run")
+        outcomes
+            .iter()
+            .find(|o| o.label == "floor" && o.round == 1 && o.conns == conns && o.proto == Proto::Http1)
+            .expect("floor run")
+    };
+    let rounds_of = |label: &str, conns: usize| -> Vec<&Outcome> {
+        outcomes.iter().filter(|o| o.label == label && o.conns == conns && o.proto == Proto::Http1).collect()
     };
     let mut text = String::new();
     let push = |text: &mut String, line: &str| {
@@ -551,28 +577,45 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
         push(&mut text, &l);
     }
     push(&mut text, "");
-    push(&mut text, "| run | protocol | concurrency | requests | req/s | p50 µs | p90 µs | p99 µs | max µs | errors |");
-    push(&mut text, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    push(
+        &mut text,
+        "| run | round | protocol | concurrency | requests | req/s | p50 µs | p90 µs | p99 µs | max µs | errors |",
+    );
+    push(&mut text, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for o in outcomes {
         push(&mut text, &row(o, o.conns));
     }
     push(&mut text, "");
-    let ratios: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o.label.starts_with("webhook") && o.proto == Proto::Http1)
-        .map(|o| {
-            let floor = floor_at(o.conns);
-            format!(
-                "{} ({} conns): req/s {:.2}×, p99 {:.2}×",
-                o.label,
-                o.conns,
-                o.rps() / floor.rps(),
-                o.pct_us(99.0) / floor.pct_us(99.0)
-            )
-        })
-        .collect();
+    // Per concurrency: each round's webhook / floor req/s, their median, and the median p99s.
+    let mut ratios = Vec::new();
+    for conns in std::iter::once(s.conns).chain(s.conns_high) {
+        let (webhook, floor) = (rounds_of("webhook", conns), rounds_of("floor", conns));
+        let mut per_round: Vec<f64> = webhook
+            .iter()
+            .filter_map(|w| floor.iter().find(|f| f.round == w.round).map(|f| w.rps() / f.rps()))
+            .collect();
+        let shown = per_round.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+        let p99 = |runs: &[&Outcome]| median(runs.iter().map(|o| o.pct_us(99.0)).collect());
+        ratios.push(format!(
+            "webhook ({conns} conns): req/s {:.2}× (median of {} rounds: {shown}), p99 {:.0} µs vs. floor {:.0} µs \
+             (medians)",
+            median(std::mem::take(&mut per_round)),
+            webhook.len(),
+            p99(&webhook),
+            p99(&floor),
+        ));
+    }
+    if let Some(m) = outcomes.iter().find(|o| o.label == "webhook --policy-module") {
+        let floor = floor_at(m.conns);
+        ratios.push(format!(
+            "webhook --policy-module ({} conns): req/s {:.2}×, p99 {:.2}×",
+            m.conns,
+            m.rps() / floor.rps(),
+            m.pct_us(99.0) / floor.pct_us(99.0)
+        ));
+    }
     push(&mut text, &format!("Webhook / floor (HTTP/1.1): {}.", ratios.join("; ")));
-    let by_label = |label: &str| outcomes.iter().find(|o| o.label == label && o.conns == s.conns);
+    let by_label = |label: &str| outcomes.iter().find(|o| o.label == label && o.round == 1 && o.conns == s.conns);
     let native = by_label("webhook").expect("webhook run");
     // What reading the request costs any webhook, and where a do-nothing kube-rs webhook stands.
     if let (Some(reading), Some(noop)) = (by_label("floor + serde_json"), by_label("kube-rs no-op")) {
@@ -687,26 +730,29 @@ async fn bench(s: Settings) {
         s.threads,
         if s.smoke { " (smoke run: pass --bench, as cargo bench does, for the real one)" } else { "" }
     );
-    let high = s.conns_high;
-    let mut plan = vec![
-        ("webhook", webhook_port, Proto::Http1, s.conns),
-        ("floor", floor_port, Proto::Http1, s.conns),
-        ("webhook --policy-module", module_port, Proto::Http1, s.conns),
-        ("webhook (again)", webhook_port, Proto::Http1, s.conns),
-        ("floor + serde_json", reading_floor_port, Proto::Http1, s.conns),
-        ("kube-rs no-op", kube_noop_port, Proto::Http1, s.conns),
-    ];
-    if let Some(high) = high {
-        plan.push(("webhook", webhook_port, Proto::Http1, high));
-        plan.push(("floor", floor_port, Proto::Http1, high));
+    // Webhook and floor alternate, in the opposite order each round, so that drift of the machine
+    // weighs on both; the other servers run once.
+    let mut plan = Vec::new();
+    for conns in std::iter::once(s.conns).chain(s.conns_high) {
+        for round in 1..=s.rounds {
+            let pair = [("webhook", webhook_port), ("floor", floor_port)];
+            let order = if round % 2 == 1 { [pair[0], pair[1]] } else { [pair[1], pair[0]] };
+            for (label, port) in order {
+                plan.push((label, round, port, Proto::Http1, conns));
+            }
+        }
     }
+    plan.push(("webhook --policy-module", 1, module_port, Proto::Http1, s.conns));
+    plan.push(("floor + serde_json", 1, reading_floor_port, Proto::Http1, s.conns));
+    plan.push(("kube-rs no-op", 1, kube_noop_port, Proto::Http1, s.conns));
     if s.h2 {
-        plan.push(("webhook", webhook_port, Proto::Http2, s.conns));
+        plan.push(("webhook", 1, webhook_port, Proto::Http2, s.conns));
     }
     let mut outcomes = Vec::new();
-    for (label, port, proto, conns) in plan {
+    for (label, round, port, proto, conns) in plan {
         let client = if proto == Proto::Http1 { h1.clone() } else { h2.clone() };
-        let o = run(label, client, port, proto, &Settings { conns, ..s.clone() }).await;
+        let mut o = run(label, client, port, proto, &Settings { conns, ..s.clone() }).await;
+        o.round = round;
         println!(
             "  {:<16} {:<8} {:>9.0} req/s  p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs  max {:>8.0} µs  errors {}",
             o.label,

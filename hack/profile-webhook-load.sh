@@ -8,7 +8,7 @@
 # Runs the bench binary (built by `cargo bench --no-run`), records the process while its first run (the
 # webhook, HTTP/1.1, 8 connections) is under load, stops it, and prints: how many samples fell in the
 # server's connections, in the handler, and in each step of the handler (the shares count a sample once
-# per step whose function is on its stack; the parts of judge_json only under judge_json). Nothing is written to BENCHMARKS.md; the figures are
+# per step whose function is on its stack; a part of a step only under that step). Nothing is written to BENCHMARKS.md; the figures are
 # proportions, so they hold on a busy machine too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,16 +58,17 @@ handler = [s for s in samples if on(s, "Handler<(M,T1,T2,T3),S>>::call")]
 conn = [s for s in samples if on(s, "transport::connection")]
 print(f"samples: {len(samples)} in the process (servers and load generator), {len(conn)} in the server connections, "
       f"{len(handler)} in the handler ({100 * len(handler) / max(1, len(samples)):.1f}% of the process)")
-steps = [("parse the AdmissionReview", "parse_review"),
-         ("judge (judge_json)", "judge_json"), ("  of which read the Restore", "request::one_pass_head"),
-         ("  of which the rules", "rules::evaluate"), ("  of which the window", "window::window"),
-         ("  of which format!", "format_inner"), ("write the answer (serde_json)", "serde_json::ser"),
-         ("metrics", "prometheus"), ("malloc and free (mimalloc)", "mi_free|mi_malloc|_mi_page|mi_theap")]
+# (step, functions on the stack, functions of the step it is part of: a part counts only under it)
+judge = "judge_head|judge_json"
+steps = [("parse the AdmissionReview", "parse_review", None),
+         ("  of which the Restore read in it", "OnePassHead|one_pass_head", "parse_review"),
+         ("judge (judge_head)", judge, None), ("  of which the rules", "rules::evaluate", judge),
+         ("  of which the window", "window::window", judge), ("  of which format!", "format_inner", judge),
+         ("write the answer", "review_body", None),
+         ("metrics", "prometheus", None), ("malloc and free (mimalloc)", "mi_free|mi_malloc|_mi_page|mi_theap", None)]
 print("| step of the handler | share of its samples |")
 print("|---|---:|")
-for name, pat in steps:
-    # An indented step is a part of judge_json: count it only under judge_json.
-    within = [s for s in handler if on(s, "judge_json")] if name.startswith(" ") else handler
+for name, pat, parent in steps:
+    within = [s for s in handler if on(s, parent)] if parent else handler
     n = sum(on(s, pat) for s in within)
-    print(f"| {name} | {100 * n / max(1, len(handler)):.1f}% |")
-'
+    print(f"| {name} | {100 * n / max(1, len(handler)):.1f}% |")'

@@ -12,13 +12,14 @@
 //! - sends W3 only from /validate and W1/W2 only from /mutate;
 //!
 //! and the decision itself is consistent (a skipped object has no rule, no patch, no warning; a
-//! patch or a plan only when allowed) and the same when asked twice.
+//! patch or a plan only when allowed), the same when asked twice, and the same whether the
+//! object's head was read with the review (`parse_review`) or from its text (`parse_review_text`).
 
 #![no_main]
 
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use pitrguard::admission::{Answer, Endpoint, decide, parse_review, respond, review_body};
+use pitrguard::admission::{Answer, Endpoint, decide, parse_review, parse_review_text, respond, review_body};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,10 +32,12 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let _ = pitrguard::admission::backup_namespace(&req);
+    let as_text = parse_review_text(data).expect("what parse_review reads, the text reading reads");
+    assert_eq!(pitrguard::admission::backup_namespace(&req), pitrguard::admission::backup_namespace(&as_text));
     for policy in pitrguard_fuzz::policies() {
         let decision = decide(&req, inventory, policy);
         assert_eq!(decision, decide(&req, inventory, policy), "the same request judged twice");
+        assert_eq!(decision, decide(&as_text, inventory, policy), "the head read with the review or from the text");
         let answer = Answer::from(&decision);
         assert_eq!(answer.allowed, answer.rules.is_empty(), "{answer:?}");
         assert!(!answer.failed);

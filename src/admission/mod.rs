@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::core::mutate::to_patch;
-use crate::core::{Decision, Inventory, Operation, Policy, Rule, Warning, judge_json};
+use crate::core::request::{Head, OnePassHead};
+use crate::core::{Decision, Inventory, Operation, Policy, Rule, Warning, judge_head, judge_json};
 
 /// Which webhook is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,33 +43,77 @@ pub enum ReviewError {
 }
 
 /// The `request` of an AdmissionReview, borrowed from the body: what pitrguard reads of it.
-/// The object stays JSON text until the core reads the few fields the rules need.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub uid: Cow<'a, str>,
+    pub kind: GroupVersionKind<'a>,
+    pub sub_resource: Option<Cow<'a, str>>,
+    pub name: Cow<'a, str>,
+    pub namespace: Option<Cow<'a, str>>,
+    pub operation: WireOperation,
+    pub object: Object<'a>,
+    pub dry_run: bool,
+}
+
+/// `request.object` (and `oldObject`) as the core reads them.
+// The large variant is the common one: boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Object<'a> {
+    /// The object's head, read in the same pass as the review: the common case, and no UPDATE
+    /// with an old object (whose restore fields are compared as text).
+    Head(Option<Head<'a>>),
+    /// The objects' text, read again by the core: an UPDATE with an old object, or an object that
+    /// the one-pass reading refuses (the core's raw reading then says which field is wrong).
+    Text { object: Option<&'a str>, old_object: Option<&'a str> },
+}
+
+/// The `request` on the wire; `O` is how `object` is read.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request<'a> {
+struct WireRequest<'a, O> {
     #[serde(borrow)]
-    pub uid: Cow<'a, str>,
+    uid: Cow<'a, str>,
     #[serde(borrow)]
-    pub kind: GroupVersionKind<'a>,
+    kind: GroupVersionKind<'a>,
     /// Required, as in `admission.k8s.io/v1`; not read.
     #[serde(rename = "resource")]
     _resource: IgnoredAny,
     #[serde(borrow, default)]
-    pub sub_resource: Option<Cow<'a, str>>,
+    sub_resource: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub name: Cow<'a, str>,
+    name: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub namespace: Option<Cow<'a, str>>,
-    pub operation: WireOperation,
+    namespace: Option<Cow<'a, str>>,
+    operation: WireOperation,
     /// Required, as in `admission.k8s.io/v1`; not read.
     #[serde(rename = "userInfo")]
     _user_info: IgnoredAny,
+    #[serde(default = "none")]
+    object: Option<O>,
     #[serde(borrow, default)]
-    pub object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub old_object: Option<&'a RawValue>,
+    old_object: Option<&'a RawValue>,
     #[serde(default)]
-    pub dry_run: bool,
+    dry_run: bool,
+}
+
+fn none<O>() -> Option<O> {
+    None
+}
+
+impl<'a, O> WireRequest<'a, O> {
+    fn with_object(self, object: Object<'a>) -> Request<'a> {
+        Request {
+            uid: self.uid,
+            kind: self.kind,
+            sub_resource: self.sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            object,
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,26 +147,44 @@ impl From<WireOperation> for Operation {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Review<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct Review<'a, O> {
     #[serde(borrow)]
     api_version: Cow<'a, str>,
     /// Required; not read.
     #[serde(rename = "kind")]
     _kind: IgnoredAny,
-    #[serde(borrow, default)]
-    request: Option<Request<'a>>,
+    #[serde(borrow, default = "none")]
+    request: Option<WireRequest<'a, O>>,
 }
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 
-/// Reads an AdmissionReview, borrowing from `body`.
+/// Reads an AdmissionReview, borrowing from `body`. The object's head is read in the same pass;
+/// a review the one-pass reading refuses (or an UPDATE with an old object) is read again with the
+/// objects kept as text, and that reading's error is the one returned.
 pub fn parse_review(body: &[u8]) -> Result<Request<'_>, ReviewError> {
-    let review: Review<'_> = serde_json::from_slice(body)?;
+    if let Ok(review) = serde_json::from_slice::<Review<'_, OnePassHead<'_>>>(body)
+        && review.api_version == API_VERSION
+        && let Some(req) = review.request
+        && req.old_object.is_none()
+    {
+        let head = req.object.as_ref().map(|o| o.0.clone());
+        return Ok(req.with_object(Object::Head(head)));
+    }
+    parse_review_text(body)
+}
+
+/// [`parse_review`] with the objects kept as text, always: the reading the one-pass one is held to.
+#[doc(hidden)]
+pub fn parse_review_text(body: &[u8]) -> Result<Request<'_>, ReviewError> {
+    let review: Review<'_, &RawValue> = serde_json::from_slice(body)?;
     if review.api_version != API_VERSION {
         return Err(ReviewError::Version(review.api_version.into_owned()));
     }
-    review.request.ok_or(ReviewError::NoRequest)
+    let req = review.request.ok_or(ReviewError::NoRequest)?;
+    let object = Object::Text { object: req.object.map(RawValue::get), old_object: req.old_object.map(RawValue::get) };
+    Ok(req.with_object(object))
 }
 
 impl Request<'_> {
@@ -144,8 +207,12 @@ pub fn decide(req: &Request<'_>, inv: &dyn Inventory, policy: &Policy) -> Decisi
     if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
         return Decision::skip(crate::core::decision::Skip::Operation(format!("the {sub} subresource")));
     }
-    let (object, old) = (req.object.map(RawValue::get), req.old_object.map(RawValue::get));
-    judge_json(req.operation(), object, old, req.namespace(), inv, policy)
+    match &req.object {
+        Object::Head(head) => judge_head(req.operation(), head.clone(), || false, req.namespace(), inv, policy),
+        Object::Text { object, old_object } => {
+            judge_json(req.operation(), *object, *old_object, req.namespace(), inv, policy)
+        }
+    }
 }
 
 /// What a judge, the native core or the policy module, says about one request:
@@ -211,8 +278,11 @@ impl Answer {
 
 /// The namespace of the source backup, for a request that names one.
 pub fn backup_namespace(req: &Request<'_>) -> Option<String> {
-    let r = crate::core::request::decode_json(req.object?.get(), req.namespace()).ok()?;
-    Some(r.backup_namespace())
+    let r = match &req.object {
+        Object::Head(head) => head.clone()?.decode(req.namespace()),
+        Object::Text { object, .. } => crate::core::request::decode_json((*object)?, req.namespace()),
+    };
+    Some(r.ok()?.backup_namespace())
 }
 
 /// The HTTP status code a denial carries in `status.code`.

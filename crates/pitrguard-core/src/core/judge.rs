@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::decision::{Decision, Rule, Skip, Violation};
 use super::inventory::Inventory;
-use super::request::head;
+use super::request::{Head, head};
 use super::rules::{Policy, evaluate};
 
 /// The admission operation (`request.operation`).
@@ -48,16 +48,31 @@ pub fn judge_json(
     if matches!(operation, Operation::Delete | Operation::Connect) {
         return Decision::skip(Skip::Operation(operation.as_str().into()));
     }
-    let Some((object, head)) = object.and_then(|o| Some((o, head(o).filter(|h| h.group.is_some())?))) else {
+    let unchanged = || matches!((object, old_object), (Some(new), Some(old)) if restore_unchanged(new, old));
+    judge_head(operation, object.and_then(head), unchanged, namespace, inv, policy)
+}
+
+/// [`judge_json`] of an object whose head was read already (the webhook reads it while it reads
+/// the AdmissionReview). `restore_unchanged` says, for an UPDATE, whether the restore fields are
+/// those of the old object; it is asked only of an UPDATE of a Restore.
+pub fn judge_head(
+    operation: Operation,
+    head: Option<Head<'_>>,
+    restore_unchanged: impl FnOnce() -> bool,
+    namespace: &str,
+    inv: &dyn Inventory,
+    policy: &Policy,
+) -> Decision {
+    if matches!(operation, Operation::Delete | Operation::Connect) {
+        return Decision::skip(Skip::Operation(operation.as_str().into()));
+    }
+    let Some(head) = head.filter(|h| h.group.is_some()) else {
         return Decision::skip(Skip::NotAnOpsRequest);
     };
     if head.ops_type != "Restore" {
-        return Decision::skip(Skip::NotARestore(head.ops_type.clone().into_owned()));
+        return Decision::skip(Skip::NotARestore(head.ops_type.into_owned()));
     }
-    if operation == Operation::Update
-        && let Some(old) = old_object
-        && restore_unchanged(object, old)
-    {
+    if operation == Operation::Update && restore_unchanged() {
         return Decision::skip(Skip::UpdateWithoutRestoreChange);
     }
     match head.decode(namespace) {

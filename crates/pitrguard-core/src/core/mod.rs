@@ -26,6 +26,6 @@ mod tests;
 pub use decision::{Decision, Rule, Violation, Warning, WarningId};
 pub use facts::{ActionSetFacts, BackupFacts};
 pub use inventory::{Index, Inventory};
-pub use judge::{Operation, judge, judge_json};
+pub use judge::{Operation, judge, judge_head, judge_json};
 pub use rules::Policy;
 pub use window::BaseEdge;

@@ -447,6 +447,18 @@ pub fn one_pass_head(object: &str) -> Option<Head<'_>> {
     serde_json::from_str::<Object<OnePass<'_>>>(object).ok().map(|Object(o)| o.head())
 }
 
+/// The head of an object read by the one-pass reading in place, while the text around it is read
+/// (the webhook reads an AdmissionReview's `request.object` so). An object that reading refuses
+/// fails to deserialize: read its text with [`head`] instead, which says what is wrong with it.
+#[derive(Debug, Clone)]
+pub struct OnePassHead<'a>(pub Head<'a>);
+
+impl<'de> Deserialize<'de> for OnePassHead<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Object::<OnePass<'de>>::deserialize(d).map(|Object(o)| OnePassHead(o.head()))
+    }
+}
+
 /// Reads the head of an object given as JSON text; `None` when it is not a JSON object.
 pub fn head(object: &str) -> Option<Head<'_>> {
     one_pass_head(object).or_else(|| raw_head(object))
