@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[inline(never)]
 fn one_request(body: &[u8], index: &Index, policy: &Policy) -> Vec<u8> {
     let req = parse_review(body).expect("the review parses");
-    let answer = Answer::from(&decide(&req, index, policy));
+    let answer = Answer::for_endpoint(&decide(&req, index, policy), Endpoint::Validate);
     review_body(&respond(Endpoint::Validate, &req, &answer))
 }
 

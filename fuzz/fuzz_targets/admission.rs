@@ -19,7 +19,7 @@
 
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use pitrguard::admission::{Answer, Endpoint, decide, parse_review, parse_review_text, respond, review_body};
+use pitrguard::admission::{Answer, Endpoint, Object, decide, parse_review, parse_review_text, respond, review_body};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -97,7 +97,9 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(patch, answer.patch);
                     // (An object serde_json cannot hold as a tree, say with a number beyond f64, is
                     // one the API server never sends; the core reads only its restore fields.)
-                    let object = req.object.expect("a patch needs an object").get();
+                    let Object::Text { object: Some(object), .. } = as_text.object else {
+                        panic!("a patch needs an object");
+                    };
                     if let Ok(mut object) = serde_json::from_str::<Value>(object) {
                         json_patch::patch(&mut object, &patch)
                             .unwrap_or_else(|e| panic!("the patch does not apply to the object: {e}"));

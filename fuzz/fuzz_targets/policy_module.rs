@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use pitrguard::admission::{Answer, decide, parse_review};
+use pitrguard::admission::{Answer, Object, decide, parse_review_text};
 use pitrguard::core::Index;
 use pitrguard::module_abi::Settings;
 use pitrguard::policy_module::answer::to_answer;
@@ -87,7 +87,9 @@ fuzz_target!(
         index();
     },
     |data: &[u8]| {
-    let Ok(req) = parse_review(data) else { return };
+    // The objects as text: the module's answer is compared with the native one on them.
+    let Ok(req) = parse_review_text(data) else { return };
+    let Object::Text { object, old_object } = req.object.clone() else { unreachable!("read as text") };
     let module = module();
     let which = usize::from(std::ptr::eq(pitrguard_fuzz::policy_for(data), &pitrguard_fuzz::policies()[1]));
     let policy = &pitrguard_fuzz::policies()[which];
@@ -102,9 +104,9 @@ fuzz_target!(
     // An object with a key twice: the native core reads the text (and refuses a repeated field
     // of the restore as a schema error), the module a JSON tree that kept the last copy. The API
     // server never sends one (it sends objects it encoded itself); not compared.
-    for (raw, tree) in [(req.object, request.get("object")), (req.old_object, request.get("oldObject"))] {
+    for (raw, tree) in [(object, request.get("object")), (old_object, request.get("oldObject"))] {
         if let (Some(raw), Some(tree)) = (raw, tree)
-            && pitrguard_fuzz::repeats_a_key(raw.get(), tree)
+            && pitrguard_fuzz::repeats_a_key(raw, tree)
         {
             return no_answer("not compared", "an object with a repeated key");
         }

@@ -248,6 +248,23 @@ impl From<&Decision> for Answer {
 }
 
 impl Answer {
+    /// The answer as `endpoint` sends it: the validating webhook sends no patch, so none is made.
+    pub fn for_endpoint(d: &Decision, endpoint: Endpoint) -> Self {
+        let patch = match endpoint {
+            Endpoint::Mutate => to_patch(&d.mutations),
+            Endpoint::Validate => json_patch::Patch(vec![]),
+        };
+        Self {
+            allowed: d.allowed(),
+            message: d.message(),
+            warnings: d.warnings.clone(),
+            patch,
+            rules: d.rules(),
+            skipped: d.skipped.is_some(),
+            failed: false,
+        }
+    }
+
     /// A denial for a judge that could not answer.
     pub fn failure(message: String) -> Self {
         Self {

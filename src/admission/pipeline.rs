@@ -44,8 +44,8 @@ impl Admission {
             self.record(endpoint, &req, &response, None, started.elapsed());
             return Ok(super::review_body(&response));
         }
-        let cached = self.judge(&req, body, self.inventory.clone()).await;
-        let answer = self.confirm(&req, body, cached).await;
+        let cached = self.judge(endpoint, &req, body, self.inventory.clone()).await;
+        let answer = self.confirm(endpoint, &req, body, cached).await;
         let response = super::respond(endpoint, &req, &answer);
         self.record(endpoint, &req, &response, Some(&answer), started.elapsed());
         Ok(super::review_body(&response))
@@ -53,10 +53,10 @@ impl Admission {
 
     /// The configured judge's answer, reading the inventory through `view`. The
     /// module gets the request as it came (`body`), as Kubewarden passes it on.
-    async fn judge(&self, req: &Request<'_>, body: &[u8], view: Arc<dyn View>) -> Answer {
+    async fn judge(&self, endpoint: Endpoint, req: &Request<'_>, body: &[u8], view: Arc<dyn View>) -> Answer {
         let Some(module) = &self.module else {
             let mut answer = None;
-            view.with(&mut |inv| answer = Some(Answer::from(&super::decide(req, inv, &self.policy))));
+            view.with(&mut |inv| answer = Some(Answer::for_endpoint(&super::decide(req, inv, &self.policy), endpoint)));
             return answer.expect("a view always reads");
         };
         // `body` parsed as an AdmissionReview already; this reads it once more, untyped.
@@ -74,7 +74,7 @@ impl Admission {
     /// Read-your-writes: a Backup created or updated a moment ago may not be in
     /// the cache yet. A denial that fresher Backups could turn into an allow is
     /// judged again against the Backups the API server has now.
-    async fn confirm(&self, req: &Request<'_>, body: &[u8], cached: Answer) -> Answer {
+    async fn confirm(&self, endpoint: Endpoint, req: &Request<'_>, body: &[u8], cached: Answer) -> Answer {
         let Some(fresh) = &self.fresh else { return cached };
         // Only worth a read when fresher Backups could make the request pass.
         if !cached.may_be_stale() {
@@ -84,7 +84,8 @@ impl Admission {
         let outcome = match tokio::time::timeout(FRESH_READ_TIMEOUT, fresh.backups_in(namespace.clone())).await {
             Ok(Ok(fresh)) => {
                 let view = Arc::new(FreshView { base: self.inventory.clone(), namespace: namespace.clone(), fresh });
-                Ok(self.judge(req, body, view).await).and_then(|a| if a.failed { Err(a.message) } else { Ok(a) })
+                Ok(self.judge(endpoint, req, body, view).await)
+                    .and_then(|a| if a.failed { Err(a.message) } else { Ok(a) })
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {FRESH_READ_TIMEOUT:?}")),

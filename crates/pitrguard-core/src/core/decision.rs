@@ -196,12 +196,18 @@ impl Decision {
         }
         match &self.plan {
             Some(p) => {
-                let mut s = format!("restore from backup \"{}/{}\"", p.backup_namespace, p.backup_name);
+                let mut s = String::with_capacity(160);
+                for part in ["restore from backup \"", &p.backup_namespace, "/", &p.backup_name, "\""] {
+                    s.push_str(part);
+                }
                 if let Some(t) = &p.point_in_time {
-                    s.push_str(&format!(" to {t}"));
+                    s.push_str(" to ");
+                    s.push_str(t);
                 }
                 if let Some(base) = &p.base_backup {
-                    s.push_str(&format!(" starting from base backup \"{base}\""));
+                    for part in [" starting from base backup \"", base, "\""] {
+                        s.push_str(part);
+                    }
                 }
                 s
             }

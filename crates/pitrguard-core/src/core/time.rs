@@ -1,10 +1,7 @@
 //! Points in time: the two layouts KubeBlocks accepts for `restorePointInTime`,
 //! the normal form it writes back, and durations as Go prints them.
 
-use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
-
-/// The layout kbcli prints and KubeBlocks parses first (Go `Jan 02,2006 15:04:05 UTC-0700`).
-const KBCLI_LAYOUT: &str = "%b %d,%Y %H:%M:%S UTC%z";
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, SubsecRound, TimeZone, Utc};
 
 /// What R8 tells the user when `restorePointInTime` does not parse.
 pub const ACCEPTED_LAYOUTS: &str = "RFC 3339 (2024-05-07T10:07:45Z, 2024-05-07T18:07:45+08:00, \
@@ -43,6 +40,15 @@ impl PointInTime {
     pub fn display(&self) -> String {
         display_time(self.instant)
     }
+
+    /// [`Self::display`] appended to `out`.
+    pub fn push_display(&self, out: &mut String) {
+        if self.has_fraction() {
+            out.push_str(&display_time(self.instant));
+        } else {
+            push_time(out, self.instant);
+        }
+    }
 }
 
 /// The kbcli layout exactly as Go reads it: `Jan 02,2006 15:04:05 UTC-0700`
@@ -69,7 +75,21 @@ fn parse_kbcli_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
     if !shape {
         return None;
     }
-    DateTime::parse_from_str(raw, KBCLI_LAYOUT).ok()
+    // By hand: chrono's parse_from_str reads its pattern on every call, and the shape is known.
+    const MONTHS: [&[u8]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let number = |at: usize, n: usize| b[at..at + n].iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+    let month = MONTHS.iter().position(|m| *m == &b[0..3])? as u32 + 1;
+    let date = NaiveDate::from_ymd_opt(number(7, 4) as i32, month, number(4, 2))?;
+    // A leap second (`:60`) is refused, as Go refuses it.
+    let time = NaiveTime::from_hms_opt(number(12, 2), number(15, 2), number(18, 2))?;
+    let (hours, minutes) = (number(25, 2), number(27, 2));
+    if minutes >= 60 {
+        return None;
+    }
+    let seconds = (hours * 3600 + minutes * 60) as i32;
+    let offset = FixedOffset::east_opt(if b[24] == b'-' { -seconds } else { seconds })?;
+    offset.from_local_datetime(&date.and_time(time)).single()
 }
 
 /// RFC 3339 as Go's `time.RFC3339` reads it: chrono also takes a space or a
@@ -255,6 +275,29 @@ mod tests {
         while t.format("%Y").to_string() != "2402" {
             assert_eq!(format_time(t), t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
             t += TimeDelta::days(1) + TimeDelta::seconds(7);
+        }
+    }
+
+    /// The layout kbcli prints and KubeBlocks parses first (Go `Jan 02,2006 15:04:05 UTC-0700`), as chrono reads it.
+    const KBCLI_LAYOUT: &str = "%b %d,%Y %H:%M:%S UTC%z";
+
+    #[test]
+    fn the_kbcli_layout_is_read_as_chrono_reads_it() {
+        use proptest::prelude::*;
+        let shapes = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|Foo) [0-3][0-9],[0-9]{4} [0-2][0-9]:[0-6][0-9]:[0-6][0-9] UTC[+-][0-9]{4}";
+        proptest!(ProptestConfig::with_cases(20_000), |(raw in shapes)| {
+            let chrono = DateTime::parse_from_str(&raw, KBCLI_LAYOUT).ok().filter(|t| t.timestamp_subsec_nanos() < 1_000_000_000);
+            prop_assert_eq!(parse_kbcli_strict(&raw), chrono, "{}", raw);
+        });
+        for raw in [
+            "Feb 29,2024 23:59:59 UTC+2359",
+            "Feb 29,2023 00:00:00 UTC+0000",
+            "Dec 31,9999 23:59:59 UTC-2359",
+            "Jan 01,0000 00:00:00 UTC+2359",
+            "May 07,2024 18:07:45 UTC+2400",
+            "May 07,2024 18:07:45 UTC+0060",
+        ] {
+            assert_eq!(parse_kbcli_strict(raw), DateTime::parse_from_str(raw, KBCLI_LAYOUT).ok(), "{raw}");
         }
     }
 
