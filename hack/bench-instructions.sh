@@ -40,8 +40,15 @@ parts=("| part of one allowed \`judge_json\` ($(git rev-parse --short HEAD)) | i
   "| the rules (\`rules::evaluate\`) | $(count $bin $ALLOWED '*rules::evaluate') |"
   "| floor: serde_json reading the same 212-byte text into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_floor') |"
   "| for the webhook: serde_json reading the 1 588-byte AdmissionReview \`examples/admission/review-denied.json\` into \`IgnoredAny\` | $(count $bin $ALLOWED '*read_review_floor') |")
+# The whole admission layer on one request, as /validate runs it (without the metrics and the log line).
+cargo build --release -q --example admission-instructions
+adm=target/release/examples/admission-instructions
+admission=("| one request through the admission layer ($(git rev-parse --short HEAD)): parse the review, judge, respond, serialise | instructions |" "|---|---|"
+  "| \`examples/admission/review-denied.json\` (denied by R10) | $(N=1000 count $adm examples/admission/review-denied.json '*one_request*') |"
+  "| \`examples/admission/review-allowed.json\` (allowed; its time in the kbcli layout) | $(N=1000 count $adm examples/admission/review-allowed.json '*one_request*') |")
 section=$(printf '%s\n' "<!-- instructions:begin -->" "## Instructions per decision" "" \
   "Instructions per \`judge_json\` (callgrind, $N decisions each, 1 000 Backups, the Restore as JSON text), $(date -u +%F):" \
-  "" "${rows[@]}" "" "${parts[@]}" "" "Command: \`${BASE:+BASE=$BASE }hack/bench-instructions.sh\`" "<!-- instructions:end -->")
+  "" "${rows[@]}" "" "${parts[@]}" "" "${admission[@]}" "" \
+  "Command: \`${BASE:+BASE=$BASE }hack/bench-instructions.sh\`" "<!-- instructions:end -->")
 SECTION=$section python3 -c 'import os, sys; sys.path.insert(0, "hack"); import benchlib; benchlib.write_section("instructions", os.environ["SECTION"])'
 echo "$section"
