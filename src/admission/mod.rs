@@ -36,6 +36,8 @@ impl Endpoint {
 pub enum ReviewError {
     #[error("body is not an admission.k8s.io/v1 AdmissionReview: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("body is not UTF-8, as JSON must be: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
     #[error("AdmissionReview has no request")]
     NoRequest,
     #[error("unsupported AdmissionReview apiVersion {0:?}; pitrguard speaks admission.k8s.io/v1")]
@@ -164,7 +166,9 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// a review the one-pass reading refuses (or an UPDATE with an old object) is read again with the
 /// objects kept as text, and that reading's error is the one returned.
 pub fn parse_review(body: &[u8]) -> Result<Request<'_>, ReviewError> {
-    if let Ok(review) = serde_json::from_slice::<Review<'_, OnePassHead<'_>>>(body)
+    // Checked whole, once: each reading then skips what it does not read without looking at it.
+    let body = std::str::from_utf8(body)?;
+    if let Ok(review) = serde_json::from_str::<Review<'_, OnePassHead<'_>>>(body)
         && review.api_version == API_VERSION
         && let Some(req) = review.request
         && req.old_object.is_none()
@@ -172,13 +176,17 @@ pub fn parse_review(body: &[u8]) -> Result<Request<'_>, ReviewError> {
         let head = req.object.as_ref().map(|o| o.0.clone());
         return Ok(req.with_object(Object::Head(head)));
     }
-    parse_review_text(body)
+    read_as_text(body)
 }
 
 /// [`parse_review`] with the objects kept as text, always: the reading the one-pass one is held to.
 #[doc(hidden)]
 pub fn parse_review_text(body: &[u8]) -> Result<Request<'_>, ReviewError> {
-    let review: Review<'_, &RawValue> = serde_json::from_slice(body)?;
+    read_as_text(std::str::from_utf8(body)?)
+}
+
+fn read_as_text(body: &str) -> Result<Request<'_>, ReviewError> {
+    let review: Review<'_, &RawValue> = serde_json::from_str(body)?;
     if review.api_version != API_VERSION {
         return Err(ReviewError::Version(review.api_version.into_owned()));
     }
@@ -477,6 +485,39 @@ mod tests {
     }
 
     const REASONS: [&str; 4] = ["", "Invalid", "InternalError", "ServiceUnavailable"];
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_wherever_the_bad_bytes_are() {
+        let review =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json")).unwrap();
+        assert!(parse_review(&review).is_ok());
+        // A key of the object that the rules do not read, and a field of the review pitrguard skips.
+        for (from, to) in
+            [(&b"\"namespace\": \"demo\"\n      }"[..], &b"\"n\xff\": \"demo\"\n      }"[..]), (b"alice", b"al\xffce")]
+        {
+            let at = review.windows(from.len()).position(|w| w == from).expect("the example has the text");
+            let bad = [&review[..at], to, &review[at + from.len()..]].concat();
+            let e = parse_review(&bad).unwrap_err();
+            assert!(matches!(e, ReviewError::Utf8(_)), "{e}");
+            assert!(matches!(parse_review_text(&bad), Err(ReviewError::Utf8(_))));
+        }
+    }
+
+    #[test]
+    fn an_update_with_an_old_object_and_an_object_the_one_pass_reading_refuses_are_read_as_text() {
+        let review = String::from_utf8(
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/admission/review-denied.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(parse_review(review.as_bytes()).unwrap().object, Object::Head(Some(_))));
+        let update = review.replace("\"CREATE\"", "\"UPDATE\"").replace("\"oldObject\": null", "\"oldObject\": {}");
+        assert!(matches!(parse_review(update.as_bytes()).unwrap().object, Object::Text { old_object: Some("{}"), .. }));
+        let refused = review.replace("\"clusterName\": \"pg-cluster-1100\"", "\"clusterName\": 7");
+        let req = parse_review(refused.as_bytes()).unwrap();
+        assert!(matches!(req.object, Object::Text { object: Some(_), old_object: None }));
+        let d = decide(&req, &crate::core::Index::new(), &Policy::default());
+        assert!(d.violations[0].message.contains("spec.clusterName: expected a string, found a number"), "{d:?}");
+    }
 
     proptest! {
         #[test]
