@@ -128,14 +128,14 @@ fn admission(c: &mut Criterion) {
     group.bench_function("parse_review", |b| b.iter(|| parse_review(black_box(&body)).unwrap()));
     let req = parse_review(&body).unwrap();
     group.bench_function("decide", |b| b.iter(|| decide(black_box(&req), &index, &policy)));
-    let d = Answer::from(&decide(&req, &index, &policy));
+    let d = Answer::for_endpoint(&decide(&req, &index, &policy), Endpoint::Validate);
     group.bench_function("respond+serialize", |b| {
         b.iter(|| review_body(&respond(Endpoint::Validate, black_box(&req), &d)))
     });
     group.bench_function("end-to-end", |b| {
         b.iter(|| {
             let req = parse_review(black_box(&body)).unwrap();
-            let d = Answer::from(&decide(&req, &index, &policy));
+            let d = Answer::for_endpoint(&decide(&req, &index, &policy), Endpoint::Validate);
             review_body(&respond(Endpoint::Validate, &req, &d))
         })
     });

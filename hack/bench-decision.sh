@@ -33,7 +33,7 @@ section = f"""<!-- decision:begin -->
 
 `{cmd}` (or `hack/bench-decision.sh`, which also rewrites this section) — {datetime.date.today()}, {benchlib.machine()}, {benchlib.commit()}.
 
-`judge` = `core::judge_json` on the Restore OpsRequest's JSON text, as the webhook hands it over (read the head, decode
+`judge` = `core::judge_json` on the Restore OpsRequest's JSON text, as the CLI and an UPDATE give it (read the head, decode
 the fields the rules read, R1–R13, base pick, M1–M3); `rules` = `rules::evaluate` alone on the decoded request.
 The continuous backup is in a cluster of 50 Backups; 20 clusters per namespace; mimalloc, as the binary. Baseline in the
 same run: the base-backup pick done by scanning every Backup (what a controller without an index does). Medians with
@@ -49,8 +49,8 @@ Around the decision, the admission layer (same run, `examples/admission/review-d
 | step | median |
 |---|---:|
 """ + "\n".join(f"| {label} | {fmt(est(name, '', 'admission')[0])} |" for label, name in [
-    ("parse the AdmissionReview (borrowed wire types)", "parse_review"),
-    ("decide (`judge_json` on the object's text)", "decide"),
+    ("parse the AdmissionReview, and the Restore's head in the same pass", "parse_review"),
+    ("decide (`judge_head`: the Restore's fields, the rules, the denial)", "decide"),
     ("build and serialise the response", "respond+serialize"),
     ("all three", "end-to-end"),
 ]) + """
