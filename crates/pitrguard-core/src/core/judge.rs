@@ -45,11 +45,10 @@ pub fn judge_json(
     inv: &dyn Inventory,
     policy: &Policy,
 ) -> Decision {
-    if matches!(operation, Operation::Delete | Operation::Connect) {
-        return Decision::skip(Skip::Operation(operation.as_str().into()));
-    }
+    // A DELETE or a CONNECT is skipped unread.
+    let head = object.filter(|_| !matches!(operation, Operation::Delete | Operation::Connect)).and_then(head);
     let unchanged = || matches!((object, old_object), (Some(new), Some(old)) if restore_unchanged(new, old));
-    judge_head(operation, object.and_then(head), unchanged, namespace, inv, policy)
+    judge_head(operation, head, unchanged, namespace, inv, policy)
 }
 
 /// [`judge_json`] of an object whose head was read already (the webhook reads it while it reads
