@@ -3,7 +3,7 @@
 # machine; each rewrites its own section (with its floor or baseline measured in the same run),
 # then hack/bench-summary.py rewrites the summary table from those sections.
 #
-#   usage: hack/bench-all.sh            (about 25 minutes on 2 cores, after the release build)
+#   usage: hack/bench-all.sh            (about 30 minutes on 2 cores, after the release build)
 #   env:   LIVE_N="10000 100000"        live-inventory sizes (default 10000; 100000 adds ~10 minutes)
 #
 # Run it on a quiet machine: the benchmarks share its cores with whatever else runs.
