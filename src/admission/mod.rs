@@ -170,10 +170,10 @@ pub fn parse_review(body: &[u8]) -> Result<Request<'_>, ReviewError> {
     let body = std::str::from_utf8(body)?;
     if let Ok(review) = serde_json::from_str::<Review<'_, OnePassHead<'_>>>(body)
         && review.api_version == API_VERSION
-        && let Some(req) = review.request
+        && let Some(mut req) = review.request
         && req.old_object.is_none()
     {
-        let head = req.object.as_ref().map(|o| o.0.clone());
+        let head = req.object.take().map(|OnePassHead(head)| head);
         return Ok(req.with_object(Object::Head(head)));
     }
     read_as_text(body)
