@@ -7,6 +7,8 @@
 #          THREADS     client threads creating them, one keep-alive connection each (default 4)
 #          RUNS        measured starts of pitrguard with the N Backups (default 3)
 #          WRITE=0     print the figures but leave BENCHMARKS.md alone
+#          COMPARE     another pitrguard binary (say, an older commit's), measured the same way in the
+#                      same run, alternating with this checkout's: its rows and medians are added
 #
 # Steps: cargo build --release; a throw-away control plane (tools/testcp/up.sh; stopped by
 # tools/testcp/down.sh on any exit); a baseline start of `pitrguard serve` in live mode while the
@@ -69,6 +71,12 @@ echo "== control plane (tools/testcp/up.sh)" >&2
 tools/testcp/up.sh "$CP"
 # shellcheck disable=SC1091
 source "$CP/env" # KUBECONFIG, TESTCP_API_URL, TESTCP_CA, TESTCP_TOKEN, TESTCP_KUBECTL
+if [[ -n ${COMPARE:-} ]]; then
+  [[ -x $COMPARE ]] || { echo "bench-live-inventory: COMPARE=$COMPARE is not an executable" >&2; exit 2; }
+  COMPARE=$(realpath "$COMPARE")
+  CMD="COMPARE=$COMPARE $CMD"
+fi
+export COMPARE=${COMPARE:-}
 export REPO BIN WORK KUBECONFIG TESTCP_API_URL TESTCP_CA TESTCP_TOKEN TESTCP_KUBECTL
 
 cat >"$WORK/bench.py" <<'PY'
@@ -80,7 +88,7 @@ N, NAMESPACES, THREADS, RUNS = (int(os.environ[k]) for k in ("N", "NAMESPACES", 
 WRITE = os.environ.get("WRITE", "1") not in ("0", "false", "no", "")
 # One section per size: N=10000 is `live`, any other N `live-N`.
 SECTION = "live" if N == 10000 else f"live-{N}"
-BIN, WORK, CMD = os.environ["BIN"], os.environ["WORK"], os.environ["CMD"]
+BIN, WORK, CMD, COMPARE = os.environ["BIN"], os.environ["WORK"], os.environ["CMD"], os.environ["COMPARE"]
 API = urlsplit(os.environ["TESTCP_API_URL"])
 TOKEN = os.environ["TESTCP_TOKEN"]
 SSL = ssl.create_default_context(cafile=os.environ["TESTCP_CA"])
@@ -232,10 +240,10 @@ def list_floor():
 
 # --- pitrguard -------------------------------------------------------------------------------------
 
-def measure(label, expected_backups):
+def measure(label, expected_backups, binary=BIN):
     """Starts `pitrguard serve` in live mode, measures start-to-ready and memory, checks /metrics, stops it."""
     run_dir = os.path.join(WORK, f"run-{label}")
-    r = benchlib.measure_serve(BIN, [], run_dir, expected_backups, pid_file=os.path.join(WORK, "pitrguard.pid"))
+    r = benchlib.measure_serve(binary, [], run_dir, expected_backups, pid_file=os.path.join(WORK, "pitrguard.pid"))
     log(f"{label}: ready in {r['ready_s']:.2f}s, VmRSS {r['rss_kib'] / 1024:.1f} MiB, VmHWM {r['hwm_kib'] / 1024:.1f} MiB, "
         f"{r['backups']} Backups in /metrics, stopped {r['stop_s']:.2f}s after SIGTERM")
     return dict(r, label=label)
@@ -250,7 +258,28 @@ def mib(kib):
     return f"{kib / 1024:.1f}"
 
 
-def report(base, runs, floors, create_s, obj_bytes, load_before, load_after):
+def per_backup(base, runs, key):
+    """Median bytes of `key` (VmRSS or VmHWM) per Backup over the baseline."""
+    return (statistics.median(r[key] for r in runs) - base[key]) * 1024 / N if N else float("nan")
+
+
+def compared(base, runs, cmp_base, cmp_runs):
+    """The rows and the summary of the COMPARE binary, measured in the same run."""
+    if not COMPARE:
+        return [], []
+    rows = [f"| compare: N=0 (baseline) | 0 | {cmp_base['ready_s']:.2f} | {mib(cmp_base['rss_kib'])} | {mib(cmp_base['hwm_kib'])} |"]
+    for i, r in enumerate(cmp_runs, 1):
+        rows.append(f"| compare: N={N}, start {i} | {r['backups']} | {r['ready_s']:.2f} | {mib(r['rss_kib'])} | {mib(r['hwm_kib'])} |")
+    med = lambda rs, key: statistics.median(r[key] for r in rs)  # noqa: E731
+    text = ["", f"Compared in the same run (`COMPARE={COMPARE}`, started before this checkout's binary each round): "
+            f"{per_backup(cmp_base, cmp_runs, 'rss_kib'):.0f} resident bytes per Backup "
+            f"({per_backup(cmp_base, cmp_runs, 'hwm_kib'):.0f} at the peak), ready in {med(cmp_runs, 'ready_s'):.2f} s; "
+            f"this checkout: {per_backup(base, runs, 'rss_kib'):.0f} ({per_backup(base, runs, 'hwm_kib'):.0f}), "
+            f"{med(runs, 'ready_s'):.2f} s."]
+    return rows, text
+
+
+def report(base, runs, floors, create_s, obj_bytes, load_before, load_after, cmp_rows=(), cmp_text=()):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     commit = sh("git", "rev-parse", "--short", "HEAD")
     dirty = sh("git", "status", "--porcelain", "--untracked-files=no") not in ("", "?")
@@ -259,8 +288,6 @@ def report(base, runs, floors, create_s, obj_bytes, load_before, load_after):
     rows = [f"| N=0 (baseline) | 0 | {base['ready_s']:.2f} | {mib(base['rss_kib'])} | {mib(base['hwm_kib'])} |"]
     for i, r in enumerate(runs, 1):
         rows.append(f"| N={N}, start {i} | {r['backups']} | {r['ready_s']:.2f} | {mib(r['rss_kib'])} | {mib(r['hwm_kib'])} |")
-    per_backup = (med("rss_kib") - base["rss_kib"]) * 1024 / N if N else float("nan")
-    per_backup_hwm = (med("hwm_kib") - base["hwm_kib"]) * 1024 / N if N else float("nan")
     rate = f"{N / create_s:.0f} Backups/s" if create_s else "-"
     lines = [
         f"<!-- {SECTION}:begin -->",
@@ -291,14 +318,17 @@ def report(base, runs, floors, create_s, obj_bytes, load_before, load_after):
         "| run | Backups in inventory | ready s | VmRSS MiB | VmHWM MiB |",
         "|---|---:|---:|---:|---:|",
         *rows,
+        *cmp_rows,
         "",
         f"Median of the {len(runs)} starts with {N} Backups: ready in {med('ready_s'):.2f} s, VmRSS "
         f"{mib(med('rss_kib'))} MiB, VmHWM {mib(med('hwm_kib'))} MiB; over the baseline that is "
-        f"{per_backup:.0f} bytes of resident memory per Backup ({per_backup_hwm:.0f} bytes at the peak).",
+        f"{per_backup(base, runs, 'rss_kib'):.0f} bytes of resident memory per Backup "
+        f"({per_backup(base, runs, 'hwm_kib'):.0f} bytes at the peak).",
         "",
         f"Floor of the ready time, in the same run: the API server lists the {N} Backups in pages of 500 (as "
         f"kube's watcher asks), read whole by python3 and not decoded, in {statistics.median(floors):.2f} s "
         f"(median of {len(floors)}, one before each start: {', '.join(f'{f:.2f}' for f in floors)} s).",
+        *cmp_text,
         f"<!-- {SECTION}:end -->",
     ]
     return "\n".join(lines)
@@ -314,14 +344,18 @@ def main():
     log(f"N={N} NAMESPACES={NAMESPACES} THREADS={THREADS} RUNS={RUNS}; load average {load_before}")
     create(0)  # the namespaces only
     base = measure("baseline", 0)
+    cmp_base = measure("compare-baseline", 0, COMPARE) if COMPARE else None
     log(f"creating {N} Backups ...")
     create_s, obj_bytes = create(N)
     log(f"created {N} Backups (+status) in {create_s:.1f}s")
-    runs, floors = [], []
+    runs, floors, cmp_runs = [], [], []
     for i in range(1, RUNS + 1):
         floors.append(list_floor())
+        if COMPARE:
+            cmp_runs.append(measure(f"compare-n{N}-{i}", N, COMPARE))
         runs.append(measure(f"n{N}-{i}", N))
-    section = report(base, runs, floors, create_s, obj_bytes, load_before, loadavg())
+    section = report(base, runs, floors, create_s, obj_bytes, load_before, loadavg(),
+                     *compared(base, runs, cmp_base, cmp_runs))
     print(section)
     if WRITE:
         write_section(section)

@@ -18,6 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 
 use super::SharedInventory;
+use super::relist::RelistedBackups;
 use super::slim::SlimBackup;
 use crate::core::facts::{ActionSetFacts, BackupFacts};
 use crate::core::inventory::Index;
@@ -110,18 +111,24 @@ trait Kind: Send + 'static {
     const SLOT: usize;
     /// What a re-list gathers until it is complete (InitDone).
     type Listed: Default + Send;
+    /// What replaces the kind's objects once the re-list is complete.
+    type Complete;
     fn apply(index: &mut Index, item: Self::Item);
     fn delete(index: &mut Index, item: Self::Item);
     fn list(listed: &mut Self::Listed, item: Self::Item);
-    /// Replaces the kind's objects in `index` with `listed`; returns how many there are.
-    fn replace(index: &mut Index, listed: Self::Listed) -> usize;
+    /// Called at InitDone, before the index is locked.
+    fn complete(listed: Self::Listed) -> Self::Complete;
+    /// Replaces the kind's objects in `index` with `complete`; returns how many there are.
+    fn replace(index: &mut Index, complete: Self::Complete) -> usize;
 }
 
 struct Backups;
 impl Kind for Backups {
     type Item = BackupFacts;
-    /// Backups are indexed as they arrive: a list of tens of thousands is never held as facts.
-    type Listed = Index;
+    /// Backups are indexed as they arrive, on a thread of their own: a list of tens of thousands
+    /// is never held as facts.
+    type Listed = RelistedBackups;
+    type Complete = Index;
     const NAME: &'static str = "Backup";
     const SLOT: usize = 0;
     fn apply(index: &mut Index, b: BackupFacts) {
@@ -130,8 +137,11 @@ impl Kind for Backups {
     fn delete(index: &mut Index, b: BackupFacts) {
         index.delete_backup(&b.namespace, &b.name);
     }
-    fn list(listed: &mut Index, b: BackupFacts) {
-        listed.apply_backup(b);
+    fn list(listed: &mut RelistedBackups, b: BackupFacts) {
+        listed.push(b);
+    }
+    fn complete(listed: RelistedBackups) -> Index {
+        listed.finish()
     }
     fn replace(index: &mut Index, listed: Index) -> usize {
         let n = listed.counts().backups;
@@ -144,6 +154,7 @@ struct ActionSets;
 impl Kind for ActionSets {
     type Item = ActionSetFacts;
     type Listed = Vec<ActionSetFacts>;
+    type Complete = Vec<ActionSetFacts>;
     const NAME: &'static str = "ActionSet";
     const SLOT: usize = 1;
     fn apply(index: &mut Index, a: ActionSetFacts) {
@@ -154,6 +165,9 @@ impl Kind for ActionSets {
     }
     fn list(listed: &mut Self::Listed, a: ActionSetFacts) {
         listed.push(a);
+    }
+    fn complete(listed: Self::Listed) -> Self::Complete {
+        listed
     }
     fn replace(index: &mut Index, items: Vec<ActionSetFacts>) -> usize {
         let n = items.len();
@@ -166,6 +180,7 @@ struct Clusters;
 impl Kind for Clusters {
     type Item = (String, String);
     type Listed = Vec<(String, String)>;
+    type Complete = Vec<(String, String)>;
     const NAME: &'static str = "Cluster";
     const SLOT: usize = 2;
     fn apply(index: &mut Index, (ns, name): (String, String)) {
@@ -176,6 +191,9 @@ impl Kind for Clusters {
     }
     fn list(listed: &mut Self::Listed, c: (String, String)) {
         listed.push(c);
+    }
+    fn complete(listed: Self::Listed) -> Self::Complete {
+        listed
     }
     fn replace(index: &mut Index, items: Vec<(String, String)>) -> usize {
         let n = items.len();
@@ -239,7 +257,8 @@ where
             Event::Init => relist = K::Listed::default(),
             Event::InitApply(item) => K::list(&mut relist, item),
             Event::InitDone => {
-                let n = K::replace(&mut shared.write(), std::mem::take(&mut relist));
+                let complete = K::complete(std::mem::take(&mut relist));
+                let n = K::replace(&mut shared.write(), complete);
                 // Outside the lock: what the list brought and the old index are freed by now.
                 crate::memory::give_back_freed();
                 state.healthy(K::SLOT);

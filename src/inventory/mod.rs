@@ -5,6 +5,8 @@
 #[cfg(feature = "runtime")]
 pub mod live;
 #[cfg(feature = "runtime")]
+mod relist;
+#[cfg(feature = "runtime")]
 pub mod slim;
 
 use std::sync::atomic::{AtomicBool, Ordering};

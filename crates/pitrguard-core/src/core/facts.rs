@@ -77,6 +77,19 @@ pub struct Lineage {
     pub policy_label: Option<Text>,
 }
 
+impl Lineage {
+    /// A copy with strings of its own, allocated here, rather than shared with the facts it came from.
+    pub fn own_copy(&self) -> Self {
+        let own = |s: &Option<Text>| s.as_deref().map(Text::from);
+        Self {
+            cluster_uid: own(&self.cluster_uid),
+            instance: own(&self.instance),
+            component: own(&self.component),
+            policy_label: own(&self.policy_label),
+        }
+    }
+}
+
 /// How base candidates of a continuous backup are matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CandidateMatch {

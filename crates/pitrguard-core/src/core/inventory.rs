@@ -111,9 +111,10 @@ impl Lineages {
         if let Some(&id) = self.ids.get(l) {
             return id;
         }
-        self.all.push(l.clone());
+        let own = l.own_copy();
+        self.all.push(own.clone());
         let id = u32::try_from(self.all.len() - 1).expect("fewer than 2^32 lineages");
-        self.ids.insert(l.clone(), id);
+        self.ids.insert(own, id);
         id
     }
 }
@@ -152,13 +153,14 @@ struct Namespace {
 }
 
 impl Namespace {
-    fn index(&mut self, b: &BackupFacts, name: &Name) {
+    /// `lineage` is the index's own copy of `b.lineage`.
+    fn index(&mut self, b: &BackupFacts, name: &Name, lineage: &Lineage) {
         if b.is_base() {
             let end = b.end.expect("is_base implies an end");
-            self.bases.entry(b.lineage.clone()).or_default().insert((end, name.clone()));
+            self.bases.entry(lineage.clone()).or_default().insert((end, name.clone()));
         }
         if b.is_continuous() {
-            self.continuous.entry(b.lineage.clone()).or_default().insert(name.clone());
+            self.continuous.entry(lineage.clone()).or_default().insert(name.clone());
         }
     }
 
@@ -270,12 +272,15 @@ impl Index {
     pub fn apply_backup(&mut self, b: BackupFacts) {
         self.delete_backup(&b.namespace, &b.name);
         let stored = self.store(&b);
-        let ns = self.namespaces.entry(b.namespace.clone()).or_default();
-        // A copy of its own, not the Arc of the facts: those were made where the object was
-        // decoded (another thread, among that object's other, short-lived strings), and a name
-        // kept there would pin the allocator's pages of all of them.
+        // Copies of its own, not the Arcs of the facts (here and in the lineages): those were made
+        // where the object was decoded, among that object's other, short-lived strings, and a
+        // string kept there would pin the allocator's pages of all of them.
+        if !self.namespaces.contains_key(&b.namespace) {
+            self.namespaces.insert(Text::from(&*b.namespace), Namespace::default());
+        }
+        let ns = self.namespaces.get_mut(&b.namespace).expect("inserted above");
         let name = Name::from(&*b.name);
-        ns.index(&b, &name);
+        ns.index(&b, &name, &self.lineages.all[stored.lineage as usize]);
         ns.backups.insert(name, stored);
     }
 
