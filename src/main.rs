@@ -38,5 +38,9 @@ fn main() -> ExitCode {
 
 /// Runs a long-lived command on a multi-threaded tokio runtime.
 fn block_on(command: impl std::future::Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(command)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(pitrguard::memory::on_worker_idle)
+        .build()?
+        .block_on(command)
 }

@@ -33,3 +33,31 @@ pub fn give_back_freed() {
         libmimalloc_sys::mi_collect(true);
     }
 }
+
+/// Counts the times much was freed at once (a list indexed); see [`on_worker_idle`].
+static FREED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// The value of [`FREED`] when this thread last gave its free pages back.
+    static GIVEN_BACK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// [`give_back_freed`] here, and on each runtime worker the next time it goes idle
+/// ([`on_worker_idle`]): mimalloc's heaps are per thread, and a list decoded on one worker and
+/// indexed on another thread leaves free pages in the heaps of both workers.
+pub fn give_back_freed_everywhere() {
+    FREED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    give_back_freed();
+}
+
+/// For the runtime's `on_thread_park`: gives this worker's free pages back once after each
+/// [`give_back_freed_everywhere`]; otherwise one atomic load.
+pub fn on_worker_idle() {
+    let freed = FREED.load(std::sync::atomic::Ordering::Relaxed);
+    GIVEN_BACK.with(|given| {
+        if given.get() != freed {
+            given.set(freed);
+            give_back_freed();
+        }
+    });
+}

@@ -260,7 +260,7 @@ where
                 let complete = K::complete(std::mem::take(&mut relist));
                 let n = K::replace(&mut shared.write(), complete);
                 // Outside the lock: what the list brought and the old index are freed by now.
-                crate::memory::give_back_freed();
+                crate::memory::give_back_freed_everywhere();
                 state.healthy(K::SLOT);
                 tracing::info!(kind = K::NAME, objects = n, "inventory listed");
                 if !synced_once {
