@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """pitrguard's file inventory at scale: time to ready and memory of `pitrguard serve --inventory FILE`.
 
-usage: hack/bench-inventory-memory.py            (env: SIZES="10000 100000", RUNS=3, WRITE=0 to leave BENCHMARKS.md)
+usage: hack/bench-inventory-memory.py            (env: SIZES="10000 100000", RUNS=3, WRITE=0 to leave BENCHMARKS.md,
+                                                  COMPARE=<another pitrguard binary> measured on the same files, each
+                                                  start alternating with this checkout's)
 
 Writes, in a temporary directory, one `kubectl get backups -A -o yaml` List and its `-o json` twin per size
 (realistic Backups from hack/benchlib.py, with managedFields as kubectl prints them), then starts
@@ -29,6 +31,7 @@ RUNS = int(os.environ.get("RUNS", "3"))
 WRITE = os.environ.get("WRITE", "1") not in ("0", "false", "no", "")
 NAMESPACES = 10
 BIN = os.path.join(REPO, "target", "release", "pitrguard")
+COMPARE = os.environ.get("COMPARE", "")
 
 
 def log(*a):
@@ -127,8 +130,8 @@ def main():
     work = tempfile.mkdtemp(prefix="pitrguard-bench-memory.")
     try:
         rows, base, starts = [], None, iter(range(1_000_000))
-        run = lambda label, args, expected: dict(  # noqa: E731
-            benchlib.measure_serve(BIN, args, os.path.join(work, f"run-{next(starts)}-{label}"), expected), label=label)
+        run = lambda label, args, expected, binary=BIN: dict(  # noqa: E731
+            benchlib.measure_serve(binary, args, os.path.join(work, f"run-{next(starts)}-{label}"), expected), label=label)
         base_runs = [run("baseline", ["--inventory", os.path.join(REPO, "examples")], None) for _ in range(RUNS)]
         base = {k: statistics.median(r[k] for r in base_runs) for k in ("ready_s", "rss_kib", "hwm_kib")}
         log(f"baseline (examples/): ready {base['ready_s']:.2f}s, VmRSS {mib(base['rss_kib'])} MiB, VmHWM {mib(base['hwm_kib'])} MiB")
@@ -138,9 +141,17 @@ def main():
             log(f"{n} Backups written in {time.monotonic() - started:.0f}s")
             for path in files:
                 size = os.path.getsize(path)
-                runs = [run(os.path.basename(path), ["--inventory", path], n) for _ in range(RUNS)]
+                runs, compared = [], []
+                for _ in range(RUNS):
+                    if COMPARE:
+                        compared.append(run("compare", ["--inventory", path], n, COMPARE))
+                    runs.append(run(os.path.basename(path), ["--inventory", path], n))
                 med = {k: statistics.median(r[k] for r in runs) for k in ("ready_s", "rss_kib", "hwm_kib")}
-                rows.append((n, os.path.basename(path).rsplit(".", 1)[1].upper(), size, med, runs))
+                fmt = os.path.basename(path).rsplit(".", 1)[1].upper()
+                rows.append((n, fmt, size, med, runs))
+                if COMPARE:
+                    cmed = {k: statistics.median(r[k] for r in compared) for k in ("ready_s", "rss_kib", "hwm_kib")}
+                    rows.append((n, f"{fmt}, `COMPARE`", size, cmed, compared))
                 log(f"{path}: {size / 2**20:.0f} MiB; ready {med['ready_s']:.2f}s, VmRSS {mib(med['rss_kib'])} MiB, "
                     f"VmHWM {mib(med['hwm_kib'])} MiB")
                 os.remove(path)
@@ -158,6 +169,8 @@ def report(base, rows, load_before, load_after):
     for k, d in (("SIZES", "10000 100000"), ("RUNS", "3")):
         if os.environ.get(k, d) != d:
             cmd = f"{k}=\"{os.environ[k]}\" {cmd}"
+    if COMPARE:
+        cmd = f"COMPARE={COMPARE} {cmd}"
     table = ["| Backups | file | file size MiB | ready s | VmRSS MiB | VmHWM MiB | resident bytes per Backup (over baseline) |",
              "|---:|---|---:|---:|---:|---:|---:|",
              f"| baseline (examples/) | YAML | - | {base['ready_s']:.2f} | {mib(base['rss_kib'])} | {mib(base['hwm_kib'])} | - |"]
@@ -182,6 +195,8 @@ def report(base, rows, load_before, load_after):
         "process start, certificates, reading the file, the index; VmRSS and VmHWM from /proc/PID/status right after; "
         "`/metrics` then counted every Backup",
         f"- medians of {RUNS} starts each; baseline in the same run: the same binary with `--inventory examples/`",
+        *([f"- `COMPARE` rows: `{COMPARE}` on the same files, each start right before this checkout's; its resident "
+           "bytes per Backup are over this checkout's baseline"] if COMPARE else []),
         "",
         *table,
         "<!-- memory:end -->",

@@ -132,13 +132,39 @@ pub struct Loaded {
 /// first error in the input is the one reported, as when read one by one. Units travel in
 /// batches (fewer hand-overs between threads), and bounded channels keep what is in flight to
 /// a few hundred items.
+///
+/// A Backup of a `kubectl get -o yaml` List is read without its managedFields and the value of its
+/// cluster-snapshot annotation, which the index does not read (`yaml_list::without_unread_parts`):
+/// most of its text. So a List whose Backups are broken only there still loads.
 pub fn load(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadError> {
-    let loaded = with_whole_read_on_failure(|streaming| load_with(paths, keep_ops_requests, streaming));
+    load_reading(paths, keep_ops_requests, Unread::Skip)
+}
+
+/// [`load`] that parses every part of every Backup: what `load` is held to by the loader fuzz target.
+#[doc(hidden)]
+pub fn load_every_part(paths: &[PathBuf], keep_ops_requests: bool) -> Result<Loaded, LoadError> {
+    load_reading(paths, keep_ops_requests, Unread::Parse)
+}
+
+/// Whether what the index does not read of a Backup is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unread {
+    Skip,
+    Parse,
+}
+
+fn load_reading(paths: &[PathBuf], keep_ops_requests: bool, unread: Unread) -> Result<Loaded, LoadError> {
+    let loaded = with_whole_read_on_failure(|streaming| load_with(paths, keep_ops_requests, streaming, unread));
     crate::memory::give_back_freed();
     loaded
 }
 
-fn load_with(paths: &[PathBuf], keep_ops_requests: bool, streaming: Streaming) -> Result<Loaded, LoadError> {
+fn load_with(
+    paths: &[PathBuf],
+    keep_ops_requests: bool,
+    streaming: Streaming,
+    unread: Unread,
+) -> Result<Loaded, LoadError> {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc::sync_channel;
@@ -164,7 +190,9 @@ fn load_with(paths: &[PathBuf], keep_ops_requests: bool, streaming: Streaming) -
                     let Ok((seq, batch)) = next else { return };
                     let folded = batch
                         .into_iter()
-                        .map(|unit| unit.decode().and_then(|docs| docs.into_iter().map(classify).collect()))
+                        .map(|unit| {
+                            unit.decode_for_index(unread).and_then(|docs| docs.into_iter().map(classify).collect())
+                        })
                         .collect::<Result<Vec<Vec<Folded>>, _>>()
                         .map(|all| all.into_iter().flatten().collect());
                     if decoded.send((seq, folded)).is_err() {
@@ -310,6 +338,21 @@ impl Unit {
                 Ok(vec![Document { origin, value }])
             }
         }
+    }
+}
+
+impl Unit {
+    /// [`Unit::decode`], for the index: with [`Unread::Skip`], a Backup entry of a List is parsed
+    /// without what the index does not read of it, or whole when what is left does not parse.
+    fn decode_for_index(self, unread: Unread) -> Result<Vec<Document>, LoadError> {
+        if unread == Unread::Skip
+            && let Unit::YamlEntry { origin, text, .. } = &self
+            && let Some(slim) = yaml_list::without_unread_parts(text)
+            && let Ok(entries) = serde_yaml::from_str::<Vec<Value>>(&slim)
+        {
+            return Ok(entries.into_iter().map(|value| Document { origin: origin.clone(), value }).collect());
+        }
+        self.decode()
     }
 }
 
@@ -488,6 +531,30 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         load(&[path], false)
+    }
+
+    #[test]
+    fn a_backups_unread_parts_are_skipped_and_may_be_broken() {
+        let text = include_str!("../../fuzz/seeds/loader/kubectl-backups-managed-fields.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.yaml");
+        std::fs::write(&path, text).unwrap();
+        let paths = std::slice::from_ref(&path);
+        let (skipping, every) = (load(paths, false).unwrap(), load_every_part(paths, false).unwrap());
+        assert_eq!(skipping.index.counts().backups, 2);
+        let facts = |l: &Loaded| {
+            let mut all = Vec::new();
+            crate::core::Inventory::for_each_backup_in(&l.index, "bench-0", &mut |b| all.push(format!("{b:?}")));
+            all.sort();
+            all
+        };
+        assert_eq!(facts(&skipping), facts(&every));
+        assert!(facts(&skipping).iter().all(|b| b.contains("has_cluster_snapshot: true")), "{:?}", facts(&skipping));
+        // A managedFields entry that does not decode: only the reading of every part refuses it.
+        std::fs::write(&path, text.replacen("      time: \"2024-05-07T00:00:00Z\"", "      time: [not, a, time]", 1))
+            .unwrap();
+        assert!(load_every_part(paths, false).is_err());
+        assert_eq!(facts(&load(paths, false).unwrap()), facts(&every));
     }
 
     /// Whether `yaml_list` streams `text` as a List rather than leave it to the whole read.

@@ -102,6 +102,84 @@ pub(super) fn stream(path: &Path, name: &str, sink: &mut Sink<'_>) -> Result<boo
     Ok(true)
 }
 
+/// The text of a Backup entry of a List in kubectl's layout without what the index does not read
+/// of it: `metadata.managedFields`, and the value of the `kubeblocks.io/cluster-snapshot`
+/// annotation (an empty string stands in; that the annotation is there is read). Together they are
+/// most of a Backup's text, and libyaml reads a byte at a time. `None`: not such an entry, or
+/// nothing to take out.
+///
+/// Lines are taken out only where no quoted scalar, flow collection or block scalar is open (the
+/// same lexer as pass 1's), so a line inside a scalar is never mistaken for a key. What is taken
+/// out is not parsed: an error there goes unreported, as the index reads nothing of it. The
+/// caller parses the whole entry when what is left does not parse (an anchor taken out, say).
+pub(super) fn without_unread_parts(entry: &str) -> Option<String> {
+    if !(entry.starts_with("- ") && (entry.contains("\n  kind: Backup\n") || entry.starts_with("- kind: Backup\n"))) {
+        return None;
+    }
+    const SNAPSHOT: &str = "      kubeblocks.io/cluster-snapshot:";
+    let mut out = String::with_capacity(entry.len() / 2);
+    let mut open = OpenAtLineEnd::default();
+    // The last key at indentation 2 (the entry's fields) and 4 (metadata's), as whole lines.
+    let (mut in_metadata, mut in_annotations) = (false, false);
+    // While taking out: the taken key's indentation, and whether entries of a sequence at that
+    // indentation are its value (kubectl writes a sequence at its key's indentation).
+    let mut taking: Option<(usize, bool)> = None;
+    let mut took = false;
+    for (i, line) in entry.split_inclusive('\n').enumerate() {
+        let text = line.strip_suffix('\n').unwrap_or(line);
+        let indent = if i == 0 { 2 } else { text.bytes().take_while(|&b| b == b' ').count() };
+        let rest = if i == 0 { &text[2..] } else { &text[indent..] };
+        if rest.starts_with('\t') {
+            return None; // a tab where indentation could continue: not kubectl's layout
+        }
+        let inside = open.continues_into(text);
+        open.read(text);
+        if let Some((at, sequence)) = taking {
+            let blank = rest.trim().is_empty() || rest.starts_with('#');
+            if inside || blank || indent > at || sequence && indent == at && (rest == "-" || rest.starts_with("- ")) {
+                continue;
+            }
+            taking = None;
+        }
+        if inside {
+            out.push_str(line);
+            continue;
+        }
+        if indent == 2 {
+            in_metadata = rest == "metadata:";
+            in_annotations = false;
+        } else if indent == 4 && in_metadata {
+            in_annotations = rest == "annotations:";
+            if rest == "managedFields:" {
+                (taking, took) = (Some((4, true)), true);
+                continue;
+            }
+        } else if indent == 6
+            && in_annotations
+            && text.strip_prefix(SNAPSHOT).is_some_and(|v| v.is_empty() || v.starts_with(' '))
+        {
+            out.push_str(SNAPSHOT);
+            out.push_str(" \"\"\n");
+            (taking, took) = (Some((6, false)), true);
+            continue;
+        }
+        out.push_str(line);
+    }
+    // Something opened in what was taken out and never closed: the entry as it is.
+    (took && open.is_closed()).then_some(out)
+}
+
+/// Whether `value` is one double-quoted scalar that ends at the end of the line: it starts with a
+/// quote and ends with one that no backslash escapes. Where a quote inside ends the scalar
+/// earlier, what follows is a comment (nothing stays open either) or not valid YAML.
+fn closed_double_quoted(value: &[u8]) -> bool {
+    let v = value.trim_ascii();
+    v.len() >= 2
+        && v[0] == b'"'
+        && v[v.len() - 1] == b'"'
+        && v[1..v.len() - 1].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+}
+
 /// Whether `line` starts an entry or a top-level key, as pass 2 cuts the file: not empty, not
 /// indented, not a comment. Pass 1's lexer asks the same question, so the two cannot disagree.
 fn in_first_column(line: &str) -> bool {
@@ -174,6 +252,20 @@ impl OpenAtLineEnd {
         true
     }
 
+    /// Whether `text`, the next line, continues a quoted scalar, flow collection or block scalar
+    /// opened on an earlier one.
+    fn continues_into(&self, text: &str) -> bool {
+        let line = text.as_bytes();
+        let indent = line.iter().take_while(|&&b| b == b' ').count();
+        let blank = line[indent..].iter().all(u8::is_ascii_whitespace);
+        self.quote.is_some() || self.flow > 0 || self.block.is_some_and(|parent| blank || indent > parent)
+    }
+
+    /// Nothing is open at the end of the last line read.
+    fn is_closed(&self) -> bool {
+        self.quote.is_none() && self.flow == 0
+    }
+
     fn lex(&mut self, line: &[u8]) {
         #[derive(Clone, Copy)]
         enum After {
@@ -184,6 +276,16 @@ impl OpenAtLineEnd {
         // Most lines of a List open nothing: no bytes that could, outside a quote or a flow.
         let opens = |b: &u8| matches!(b, b'\'' | b'"' | b'[' | b'{' | b'|' | b'>');
         if self.quote.is_none() && self.flow == 0 && !line.iter().any(opens) {
+            return;
+        }
+        // A key and a double-quoted value that closes at the line's end, as kubectl writes a long
+        // annotation (the Backups' cluster snapshot, some 2 KB of escaped JSON): nothing stays open.
+        if self.quote.is_none()
+            && self.flow == 0
+            && let Some(at) = memchr::memmem::find(line, b": \"")
+            && !line[..at].iter().any(|b| opens(b) || *b == b'#')
+            && closed_double_quoted(&line[at + 2..])
+        {
             return;
         }
         // `start`: a scalar or collection may begin here (at a line's start, or after `- `,
@@ -263,7 +365,97 @@ impl OpenAtLineEnd {
 
 #[cfg(test)]
 mod tests {
-    use super::OpenAtLineEnd;
+    use super::{OpenAtLineEnd, without_unread_parts};
+    use serde_json::Value;
+
+    fn entry_value(text: &str) -> Value {
+        let mut entries: Vec<Value> = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        entries.remove(0)
+    }
+
+    /// The entry read without its unread parts is the entry read whole, less managedFields and
+    /// with an empty snapshot value.
+    fn same_but_unread_parts(entry: &str) -> String {
+        let slim = without_unread_parts(entry).expect("something taken out");
+        let mut whole = entry_value(entry);
+        let meta = whole["metadata"].as_object_mut().expect("metadata");
+        meta.remove("managedFields");
+        if let Some(snapshot) = meta.get_mut("annotations").and_then(|a| a.get_mut("kubeblocks.io/cluster-snapshot")) {
+            *snapshot = Value::from("");
+        }
+        assert_eq!(entry_value(&slim), whole, "{slim}");
+        slim
+    }
+
+    const BACKUP: &str = r#"- apiVersion: dataprotection.kubeblocks.io/v1alpha1
+  kind: Backup
+  metadata:
+    annotations:
+      dataprotection.kubeblocks.io/target-pod-name: pg-0
+      kubeblocks.io/cluster-snapshot: "{\"spec\":{\"backup\":{\"cronExpression\":\"0 18 * * *\"}},\"x\":\"\\\\\"}"
+      z: after
+    labels:
+      dataprotection.kubeblocks.io/backup-type: Continuous
+    managedFields:
+    - apiVersion: dataprotection.kubeblocks.io/v1alpha1
+      fieldsV1:
+        "f:metadata":
+          "f:annotations":
+            ".": {}
+      manager: dataprotection
+      time: "2024-05-07T00:00:00Z"
+    - manager: other
+    name: wal
+    namespace: demo
+  spec:
+    backupMethod: archive-wal
+  status:
+    phase: Running
+"#;
+
+    #[test]
+    fn a_backup_is_read_without_its_managed_fields_and_snapshot_value() {
+        let slim = same_but_unread_parts(BACKUP);
+        assert!(!slim.contains("managedFields") && !slim.contains("cronExpression"), "{slim}");
+        assert!(slim.contains("      kubeblocks.io/cluster-snapshot: \"\"\n      z: after\n"), "{slim}");
+        // The snapshot as a block scalar, and as a quoted scalar over several lines.
+        let block = BACKUP.replace(
+            r#"kubeblocks.io/cluster-snapshot: "{"#,
+            "kubeblocks.io/cluster-snapshot: |\n        {\n        x: y\n        \"{",
+        );
+        assert!(same_but_unread_parts(&block).contains("cluster-snapshot: \"\"\n      z: after\n"));
+        let lines = BACKUP.replace(r#"cluster-snapshot: "{"#, "cluster-snapshot: \"one\n\n  z: not a key\n        {");
+        assert!(same_but_unread_parts(&lines).contains("cluster-snapshot: \"\"\n      z: after\n"));
+    }
+
+    #[test]
+    fn only_a_backup_in_kubectls_layout_has_parts_taken_out() {
+        assert_eq!(without_unread_parts(&BACKUP.replace("kind: Backup", "kind: OpsRequest")), None);
+        assert_eq!(without_unread_parts(&BACKUP.replace("  kind: Backup\n", "")), None);
+        // Nothing unread in it.
+        let bare = "- kind: Backup\n  metadata:\n    name: a\n";
+        assert_eq!(without_unread_parts(bare), None);
+        // managedFields elsewhere than in metadata is read.
+        assert_eq!(without_unread_parts("- kind: Backup\n  spec:\n    managedFields:\n    - a\n"), None);
+        // A tab where indentation could go on.
+        assert_eq!(without_unread_parts(&BACKUP.replace("    name: wal", "    name: wal\n\t")), None);
+    }
+
+    #[test]
+    fn a_line_inside_a_scalar_is_not_taken_for_a_key() {
+        // libyaml reads the quoted name on over the lines that look like keys.
+        let entry = "- kind: Backup\n  metadata:\n    name: \"a\n    managedFields:\n    - b\"\n    namespace: x\n";
+        assert_eq!(entry_value(entry)["metadata"]["name"], "a managedFields: - b");
+        assert_eq!(without_unread_parts(entry), None);
+        let slim = same_but_unread_parts(&format!("{entry}    managedFields:\n    - c\n"));
+        assert!(slim.contains("managedFields:\n    - b"), "{slim}");
+    }
+
+    #[test]
+    fn a_snapshot_left_open_keeps_the_entry_whole() {
+        let open = "- kind: Backup\n  metadata:\n    annotations:\n      kubeblocks.io/cluster-snapshot: \"{\n";
+        assert_eq!(without_unread_parts(open), None);
+    }
 
     /// Whether pass 1 would stream these lines, as far as open scalars decide.
     fn streams(text: &str) -> bool {
