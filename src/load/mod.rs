@@ -349,6 +349,7 @@ impl Unit {
             && let Unit::YamlEntry { origin, text, .. } = &self
             && let Some(slim) = yaml_list::without_unread_parts(text)
             && let Ok(entries) = serde_yaml::from_str::<Vec<Value>>(&slim)
+            && entries.iter().all(|e| kind_of(e) == Kind::Backup)
         {
             return Ok(entries.into_iter().map(|value| Document { origin: origin.clone(), value }).collect());
         }

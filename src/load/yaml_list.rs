@@ -124,7 +124,7 @@ pub(super) fn without_unread_parts(entry: &str) -> Option<String> {
     // While taking out: the taken key's indentation, and whether entries of a sequence at that
     // indentation are its value (kubectl writes a sequence at its key's indentation).
     let mut taking: Option<(usize, bool)> = None;
-    let mut took = false;
+    let (mut took, mut backup) = (false, false);
     for (i, line) in entry.split_inclusive('\n').enumerate() {
         let text = line.strip_suffix('\n').unwrap_or(line);
         let indent = if i == 0 { 2 } else { text.bytes().take_while(|&b| b == b' ').count() };
@@ -148,6 +148,11 @@ pub(super) fn without_unread_parts(entry: &str) -> Option<String> {
         if indent == 2 {
             in_metadata = rest == "metadata:";
             in_annotations = false;
+            // The entry's own kind (the last one, as the whole read takes a repeated key), not a
+            // line inside a scalar that looks like it.
+            if let Some(kind) = rest.strip_prefix("kind:") {
+                backup = kind.trim() == "Backup";
+            }
         } else if indent == 4 && in_metadata {
             in_annotations = rest == "annotations:";
             if rest == "managedFields:" {
@@ -166,7 +171,7 @@ pub(super) fn without_unread_parts(entry: &str) -> Option<String> {
         out.push_str(line);
     }
     // Something opened in what was taken out and never closed: the entry as it is.
-    (took && open.is_closed()).then_some(out)
+    (backup && took && open.is_closed()).then_some(out)
 }
 
 /// Whether `value` is one double-quoted scalar that ends at the end of the line: it starts with a
@@ -431,6 +436,10 @@ mod tests {
     #[test]
     fn only_a_backup_in_kubectls_layout_has_parts_taken_out() {
         assert_eq!(without_unread_parts(&BACKUP.replace("kind: Backup", "kind: OpsRequest")), None);
+        // "kind: Backup" inside a scalar of an OpsRequest.
+        let quoted = BACKUP.replace("  kind: Backup\n", "  kind: OpsRequest\n  x: \"a\n  kind: Backup\n  \"\n");
+        assert_eq!(entry_value(&quoted)["kind"], "OpsRequest");
+        assert_eq!(without_unread_parts(&quoted), None);
         assert_eq!(without_unread_parts(&BACKUP.replace("  kind: Backup\n", "")), None);
         // Nothing unread in it.
         let bare = "- kind: Backup\n  metadata:\n    name: a\n";
