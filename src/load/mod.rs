@@ -339,9 +339,7 @@ impl Unit {
             }
         }
     }
-}
 
-impl Unit {
     /// [`Unit::decode`], for the index: with [`Unread::Skip`], a Backup entry of a List is parsed
     /// without what the index does not read of it, or whole when what is left does not parse.
     fn decode_for_index(self, unread: Unread) -> Result<Vec<Document>, LoadError> {
