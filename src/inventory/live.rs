@@ -350,12 +350,7 @@ impl super::FreshBackups for ApiFresh {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn backup(name: &str) -> BackupFacts {
-        let b = serde_json::json!({"apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": name, "namespace": "ns"}, "spec": {"backupPolicyName": "p", "backupMethod": "m"}});
-        serde_json::from_value::<SlimBackup>(b).unwrap().facts("ns")
-    }
+    use crate::inventory::slim::tests::backup;
 
     /// A re-list after a failed watch: the watch is reported healthy only once the whole list has
     /// replaced the index, never while the index still holds what was there before the outage.

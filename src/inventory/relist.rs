@@ -68,12 +68,7 @@ impl RelistedBackups {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn backup(name: &str) -> BackupFacts {
-        let b = serde_json::json!({"apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
-            "metadata": {"name": name, "namespace": "ns"}, "spec": {"backupPolicyName": "p", "backupMethod": "m"}});
-        serde_json::from_value::<super::super::slim::SlimBackup>(b).unwrap().facts("ns")
-    }
+    use crate::inventory::slim::tests::backup;
 
     #[test]
     fn every_backup_pushed_is_in_the_finished_index() {

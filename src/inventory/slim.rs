@@ -110,8 +110,15 @@ impl<'de> Deserialize<'de> for SnapshotAnnotation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The facts of a minimal Backup `name` in namespace "ns", decoded as the watches decode it.
+    pub(crate) fn backup(name: &str) -> BackupFacts {
+        let b = serde_json::json!({"apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
+            "metadata": {"name": name, "namespace": "ns"}, "spec": {"backupPolicyName": "p", "backupMethod": "m"}});
+        serde_json::from_value::<SlimBackup>(b).unwrap().facts("ns")
+    }
 
     #[test]
     fn the_slim_decoding_gives_the_same_facts_as_the_full_one() {
