@@ -8,7 +8,7 @@
 //!   fraction, fields in range, no leap second; kbcli's `Jan 02,2006 15:04:05 UTC-0700`), at the
 //!   same instant; and `parse_status_time` is the RFC 3339 one, to the whole second.
 //! - The normal form (what M2 writes into the object) is UTC whole seconds and parses back to
-//!   the same second; `display` parses back to the exact instant; a fraction is reported
+//!   the same second; `is_normal_form` says of a text exactly whether it is its own normal form; `display` parses back to the exact instant; a fraction is reported
 //!   exactly when the instant has one.
 //!
 //! The first 12 bytes as a duration and an instant (seconds, nanoseconds):
@@ -20,7 +20,7 @@
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use libfuzzer_sys::fuzz_target;
-use pitrguard::core::time::{PointInTime, display_time, format_time, go_duration, parse_status_time};
+use pitrguard::core::time::{PointInTime, display_time, format_time, go_duration, is_normal_form, parse_status_time};
 
 /// (seconds since the epoch, nanoseconds) of a valid civil time, by the proleptic Gregorian calendar.
 fn civil(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, offset_secs: i64) -> Option<(i64, u32)> {
@@ -142,8 +142,12 @@ fn check_text(s: &str) {
     assert_eq!(parsed.map(|p| instant(p.instant)), reference, "PointInTime::parse({s:?})");
     let status = parse_status_time(s);
     assert_eq!(status.map(instant), reference_rfc3339(raw).map(|(t, _)| (t, 0)), "parse_status_time({s:?})");
-    let Some(p) = parsed else { return };
+    let Some(p) = parsed else {
+        assert!(!is_normal_form(s), "is_normal_form({s:?}) of a text that is not a time");
+        return;
+    };
     let normal = p.normal_form();
+    assert_eq!(is_normal_form(s), s == normal, "is_normal_form({s:?}), normal form {normal:?}");
     let again =
         PointInTime::parse(&normal).unwrap_or_else(|| panic!("the normal form {normal:?} of {s:?} does not parse"));
     assert_eq!(again.instant, p.instant.trunc_subsecs(0), "{s:?} -> {normal:?}");

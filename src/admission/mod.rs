@@ -307,7 +307,7 @@ pub fn backup_namespace(req: &Request<'_>) -> Option<String> {
         Object::Head(head) => head.clone()?.decode(req.namespace()),
         Object::Text { object, .. } => crate::core::request::decode_json((*object)?, req.namespace()),
     };
-    Some(r.ok()?.backup_namespace())
+    Some(r.ok()?.backup_namespace().to_string())
 }
 
 /// The HTTP status code a denial carries in `status.code`.

@@ -67,7 +67,7 @@ pub async fn list_once(client: &Client, namespace: Option<&str>) -> anyhow::Resu
 /// backup S, the Backups of its lineage (one LIST by label selector, not the namespace), its
 /// ActionSet and the target Cluster. The reconciler's check before it acts; the same reads the
 /// policy module asks its host for.
-pub async fn gather(client: &Client, req: &RestoreRequest) -> anyhow::Result<Index> {
+pub async fn gather(client: &Client, req: &RestoreRequest<'_>) -> anyhow::Result<Index> {
     let mut index = Index::new();
     if let Some(cluster) = req.cluster_name.as_deref().filter(|c| !c.is_empty())
         && clusters_api(client, Some(&req.namespace)).get_opt(cluster).await?.is_some()
@@ -78,12 +78,12 @@ pub async fn gather(client: &Client, req: &RestoreRequest) -> anyhow::Result<Ind
     let Some(name) = req.restore.as_ref().and_then(|r| r.backup_name.as_deref()).filter(|n| !n.is_empty()) else {
         return Ok(index);
     };
-    let backups = backups_api(client, Some(&ns));
+    let backups = backups_api(client, Some(ns));
     let Some(s) = backups.get_opt(name).await? else { return Ok(index) };
-    let s = s.facts(&ns);
+    let s = s.facts(ns);
     if let Some(selector) = s.candidate_match().label_selector() {
         for b in backups.list(&ListParams::default().labels(&selector)).await?.items {
-            index.apply_backup(b.facts(&ns));
+            index.apply_backup(b.facts(ns));
         }
     }
     if let Some(name) = &s.action_set

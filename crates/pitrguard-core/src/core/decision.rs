@@ -136,8 +136,9 @@ impl WarningId {
 pub struct Plan {
     pub backup_namespace: String,
     pub backup_name: String,
-    /// The normal form of `restorePointInTime`, when there is one.
-    pub point_in_time: Option<String>,
+    /// `restorePointInTime` in its normal form (UTC, whole seconds; [`super::time::format_time`]
+    /// writes it), when there is one.
+    pub point_in_time: Option<DateTime<Utc>>,
     /// M3's pick: the base backup a point-in-time restore starts from.
     pub base_backup: Option<String>,
     pub volume_restore_policy: String,
@@ -200,9 +201,9 @@ impl Decision {
                 for part in ["restore from backup \"", &p.backup_namespace, "/", &p.backup_name, "\""] {
                     s.push_str(part);
                 }
-                if let Some(t) = &p.point_in_time {
+                if let Some(t) = p.point_in_time {
                     s.push_str(" to ");
-                    s.push_str(t);
+                    super::time::push_time(&mut s, t);
                 }
                 if let Some(base) = &p.base_backup {
                     for part in [" starting from base backup \"", base, "\""] {

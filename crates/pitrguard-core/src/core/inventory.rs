@@ -4,12 +4,12 @@
 //! implementation, a synchronous state machine with `apply`/`delete` that the
 //! file loader fills once and the live cache keeps current from watches.
 //!
-//! Cost of a decision: one hash lookup for S, then for the base candidates one
-//! B-tree range query per *group* of backups sharing (cluster-uid, instance,
-//! component) labels in S's namespace: O(g · log n). In a real namespace every
-//! continuous backup carries all three labels and g = 1.
+//! Cost of a decision: one hash lookup for S, one for the groups of base
+//! candidates sharing S's (cluster-uid, instance, component) labels, then one
+//! B-tree range query per group (one per backup-policy label): O(g · log n). In a
+//! real namespace every continuous backup carries all three labels and g = 1.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +30,10 @@ pub struct BaseRef {
 pub trait Inventory {
     fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts>;
     fn action_set(&self, name: &str) -> Option<ActionSetFacts>;
+    /// `baseBackupRequired` of the ActionSet `name`, when there is one (what a decision reads of it).
+    fn base_backup_required(&self, action_set: &str) -> Option<bool> {
+        self.action_set(action_set).map(|a| a.base_backup_required)
+    }
     fn cluster_exists(&self, namespace: &str, name: &str) -> bool;
     /// Base candidates of `s` (same namespace, matching lineage) with `from <= end <= to`,
     /// ordered by end, then name.
@@ -146,9 +150,9 @@ fn no_name() -> Name {
 struct Namespace {
     backups: HashMap<Name, Stored>,
     /// Completed Full/Incremental backups with an end, by lineage, sorted by (end, name).
-    bases: BTreeMap<Lineage, BTreeSet<(DateTime<Utc>, Name)>>,
+    bases: ByLineage<BTreeSet<(DateTime<Utc>, Name)>>,
     /// Continuous backups by lineage.
-    continuous: BTreeMap<Lineage, BTreeSet<Name>>,
+    continuous: ByLineage<BTreeSet<Name>>,
     clusters: HashSet<String>,
 }
 
@@ -157,44 +161,106 @@ impl Namespace {
     fn index(&mut self, b: &BackupFacts, name: &Name, lineage: &Lineage) {
         if b.is_base() {
             let end = b.end.expect("is_base implies an end");
-            self.bases.entry(lineage.clone()).or_default().insert((end, name.clone()));
+            self.bases.group(lineage).insert((end, name.clone()));
         }
         if b.is_continuous() {
-            self.continuous.entry(lineage.clone()).or_default().insert(name.clone());
+            self.continuous.group(lineage).insert(name.clone());
         }
     }
 
     fn unindex(&mut self, b: &BackupFacts) {
-        let name: Name = b.name.clone();
         if let Some(end) = b.end.filter(|_| b.is_base()) {
-            remove_from(&mut self.bases, &b.lineage, &(end, name.clone()));
+            self.bases.remove(&b.lineage, |set| {
+                set.remove(&(end, b.name.clone()));
+                set.is_empty()
+            });
         }
         if b.is_continuous() {
-            remove_from(&mut self.continuous, &b.lineage, &name);
+            self.continuous.remove(&b.lineage, |set| {
+                set.remove(&b.name);
+                set.is_empty()
+            });
         }
-    }
-
-    fn groups<'a, T>(map: &'a BTreeMap<Lineage, T>, m: &'a CandidateMatch) -> Box<dyn Iterator<Item = &'a T> + 'a> {
-        // A full lineage key is looked up directly; a partial one scans the groups.
-        if let CandidateMatch::Labels { cluster_uid: Some(_), instance: Some(_), component: Some(_) } = m {
-            let prefix = map.range(lineage_floor(m)..).take_while(move |(k, _)| m.matches(k)).map(|(_, v)| v);
-            return Box::new(prefix);
-        }
-        Box::new(map.iter().filter(move |(k, _)| m.matches(k)).map(|(_, v)| v))
     }
 }
 
-/// The smallest lineage key with the three labels of a full match, so that a
-/// range scan starts at the first group that can match.
-fn lineage_floor(m: &CandidateMatch) -> Lineage {
-    match m {
-        CandidateMatch::Labels { cluster_uid, instance, component } => Lineage {
-            cluster_uid: cluster_uid.clone(),
-            instance: instance.clone(),
-            component: component.clone(),
-            policy_label: None,
-        },
-        CandidateMatch::Policy(_) => Lineage::default(),
+/// A cluster's three labels, (cluster uid, instance, component): what a full candidate match compares.
+type ClusterLabels = [Option<Text>; 3];
+
+/// A namespace's Backups grouped by lineage. A continuous backup with all three cluster labels (every
+/// one KubeBlocks takes) finds its groups with one hash lookup; one with fewer scans the groups.
+#[derive(Debug)]
+struct ByLineage<T> {
+    /// By cluster labels, then one group per `backup-policy` label (almost always one).
+    groups: HashMap<ClusterLabels, Vec<(Lineage, T)>>,
+}
+
+impl<T> Default for ByLineage<T> {
+    fn default() -> Self {
+        Self { groups: HashMap::default() }
+    }
+}
+
+fn cluster_labels(l: &Lineage) -> ClusterLabels {
+    [l.cluster_uid.clone(), l.instance.clone(), l.component.clone()]
+}
+
+impl<T: Default> ByLineage<T> {
+    fn group(&mut self, lineage: &Lineage) -> &mut T {
+        let groups = self.groups.entry(cluster_labels(lineage)).or_default();
+        let at = match groups.iter().position(|(l, _)| l == lineage) {
+            Some(at) => at,
+            None => {
+                groups.push((lineage.clone(), T::default()));
+                groups.len() - 1
+            }
+        };
+        &mut groups[at].1
+    }
+
+    /// Removes from the group of `lineage` with `remove`, which says whether the group is then empty.
+    fn remove(&mut self, lineage: &Lineage, remove: impl FnOnce(&mut T) -> bool) {
+        let key = cluster_labels(lineage);
+        let Some(groups) = self.groups.get_mut(&key) else { return };
+        let Some(at) = groups.iter().position(|(l, _)| l == lineage) else { return };
+        if remove(&mut groups[at].1) {
+            groups.swap_remove(at);
+            if groups.is_empty() {
+                self.groups.remove(&key);
+            }
+        }
+    }
+}
+
+impl<T> ByLineage<T> {
+    /// The groups whose lineage `m` matches, in no particular order.
+    fn matching<'a>(&'a self, m: &'a CandidateMatch) -> impl Iterator<Item = &'a T> + 'a {
+        // Two optional iterators rather than a boxed one: a decision allocates nothing to find its groups.
+        let key = match m {
+            CandidateMatch::Labels { cluster_uid: uid @ Some(_), instance: i @ Some(_), component: c @ Some(_) } => {
+                Some([uid.clone(), i.clone(), c.clone()])
+            }
+            _ => None,
+        };
+        let scan = key.is_none().then(|| self.groups.values().flatten().filter(|(l, _)| m.matches(l)));
+        let found = key.and_then(|key| self.groups.get(&key)).into_iter().flatten();
+        found.chain(scan.into_iter().flatten()).map(|(_, group)| group)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.groups.values().flatten().map(|(_, group)| group)
+    }
+
+    fn clear(&mut self) {
+        self.groups.clear();
+    }
+}
+
+/// The bound just past every entry that ends at or before `to`.
+fn ending_after(to: DateTime<Utc>) -> Bound<(DateTime<Utc>, Name)> {
+    match to.checked_add_signed(chrono::TimeDelta::nanoseconds(1)) {
+        Some(next) => Bound::Excluded((next, no_name())),
+        None => Bound::Unbounded,
     }
 }
 
@@ -204,20 +270,23 @@ fn ending_between(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, Name)> {
-    let upper = match to.checked_add_signed(chrono::TimeDelta::nanoseconds(1)) {
-        Some(next) => Bound::Excluded((next, no_name())),
-        None => Bound::Unbounded,
-    };
-    set.range((Bound::Included((from, no_name())), upper))
+    set.range((Bound::Included((from, no_name())), ending_after(to)))
 }
 
-fn remove_from<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, key: &K, value: &V) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(value);
-        if set.is_empty() {
-            map.remove(key);
-        }
+/// The entry of `set` with the latest end in `[from, to]`, the smallest name among ties.
+/// One search of the tree, for its upper end: the lower end is checked on the entry found.
+fn latest_ending_between(
+    set: &BTreeSet<(DateTime<Utc>, Name)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<&(DateTime<Utc>, Name)> {
+    let mut below = set.range((Bound::Unbounded, ending_after(to)));
+    let last = below.next_back().filter(|last| last.0 >= from)?;
+    let mut first = last;
+    while let Some(before) = below.next_back().filter(|b| b.0 == last.0) {
+        first = before;
     }
+    Some(first)
 }
 
 /// The in-memory inventory.
@@ -374,6 +443,10 @@ impl Inventory for Index {
         self.action_sets.get(name).cloned()
     }
 
+    fn base_backup_required(&self, action_set: &str) -> Option<bool> {
+        self.action_sets.get(action_set).map(|a| a.base_backup_required)
+    }
+
     fn cluster_exists(&self, namespace: &str, name: &str) -> bool {
         self.namespaces.get(namespace).is_some_and(|n| n.clusters.contains(name))
     }
@@ -389,7 +462,7 @@ impl Inventory for Index {
         let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.clone() };
         if pick == Pick::All {
             let mut found = Vec::new();
-            for set in Namespace::groups(&ns.bases, &m) {
+            for set in ns.bases.matching(&m) {
                 found.extend(ending_between(set, from, to).map(base));
             }
             found.sort();
@@ -397,19 +470,11 @@ impl Inventory for Index {
         }
         // One candidate per lineage group, and the best of those: no list is built or sorted.
         let mut best: Option<&(DateTime<Utc>, Name)> = None;
-        for set in Namespace::groups(&ns.bases, &m) {
-            let mut range = ending_between(set, from, to);
+        for set in ns.bases.matching(&m) {
             let hit = if pick == Pick::Earliest {
-                range.next()
+                ending_between(set, from, to).next()
             } else {
-                // The last entry has the latest end but the largest name among ties: walk back over them.
-                range.next_back().map(|last| {
-                    let mut first = last;
-                    while let Some(before) = range.next_back().filter(|b| b.0 == last.0) {
-                        first = before;
-                    }
-                    first
-                })
+                latest_ending_between(set, from, to)
             };
             best = match (best, hit) {
                 // Earliest: smallest (end, name); latest: latest end, then smallest name.
@@ -425,7 +490,7 @@ impl Inventory for Index {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Vec::new();
         };
-        let mut names: Vec<String> = Namespace::groups(&ns.continuous, m).flatten().map(|n| n.to_string()).collect();
+        let mut names: Vec<String> = ns.continuous.matching(m).flatten().map(|n| n.to_string()).collect();
         names.sort();
         names
     }
@@ -475,6 +540,10 @@ impl Inventory for Overlay<'_> {
 
     fn action_set(&self, name: &str) -> Option<ActionSetFacts> {
         self.base.action_set(name)
+    }
+
+    fn base_backup_required(&self, action_set: &str) -> Option<bool> {
+        self.base.base_backup_required(action_set)
     }
 
     fn cluster_exists(&self, namespace: &str, name: &str) -> bool {

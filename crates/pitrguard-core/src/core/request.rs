@@ -38,28 +38,29 @@ impl RestoreField {
     }
 }
 
-/// The fields of `spec.restore` the rules read.
+/// The fields of `spec.restore` the rules read, borrowed from the object's text where they can be
+/// (a decision then copies no string it only compares).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreFields {
-    pub backup_name: Option<String>,
-    pub backup_namespace: Option<String>,
-    pub restore_point_in_time: Option<String>,
-    pub volume_restore_policy: Option<String>,
+pub struct RestoreFields<'a> {
+    pub backup_name: Option<Cow<'a, str>>,
+    pub backup_namespace: Option<Cow<'a, str>>,
+    pub restore_point_in_time: Option<Cow<'a, str>>,
+    pub volume_restore_policy: Option<Cow<'a, str>>,
 }
 
 /// A Restore OpsRequest of either API group.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreRequest {
-    pub namespace: String,
-    pub name: String,
+pub struct RestoreRequest<'a> {
+    pub namespace: Cow<'a, str>,
+    pub name: Cow<'a, str>,
     /// `spec.clusterName`, else (0.9) `spec.clusterRef`.
-    pub cluster_name: Option<String>,
-    pub restore: Option<RestoreFields>,
+    pub cluster_name: Option<Cow<'a, str>>,
+    pub restore: Option<RestoreFields<'a>>,
     pub restore_field: RestoreField,
     /// Whether `metadata` and `metadata.annotations` are there (M3 adds what is missing whole).
     pub annotations: Annotations,
     /// The `pitrguard.io/base-backup` annotation (M3's pick), when set.
-    pub base_backup_annotation: Option<String>,
+    pub base_backup_annotation: Option<Cow<'a, str>>,
 }
 
 /// Where an object's annotations are: a JSON Patch `add` needs its parent to exist.
@@ -72,13 +73,40 @@ pub enum Annotations {
     MetadataMissing,
 }
 
-impl RestoreRequest {
-    pub fn backup_namespace(&self) -> String {
+impl RestoreFields<'_> {
+    pub fn into_owned(self) -> RestoreFields<'static> {
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        RestoreFields {
+            backup_name: own(self.backup_name),
+            backup_namespace: own(self.backup_namespace),
+            restore_point_in_time: own(self.restore_point_in_time),
+            volume_restore_policy: own(self.volume_restore_policy),
+        }
+    }
+}
+
+impl RestoreRequest<'_> {
+    /// The same request with strings of its own, free of the text it was read from.
+    pub fn into_owned(self) -> RestoreRequest<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        RestoreRequest {
+            namespace: own(self.namespace),
+            name: own(self.name),
+            cluster_name: self.cluster_name.map(own),
+            restore: self.restore.map(RestoreFields::into_owned),
+            restore_field: self.restore_field,
+            annotations: self.annotations,
+            base_backup_annotation: self.base_backup_annotation.map(own),
+        }
+    }
+
+    /// `backupNamespace`, else the OpsRequest's own namespace.
+    pub fn backup_namespace(&self) -> &str {
         self.restore
             .as_ref()
-            .and_then(|r| r.backup_namespace.clone())
+            .and_then(|r| r.backup_namespace.as_deref())
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.namespace.clone())
+            .unwrap_or(&self.namespace)
     }
 
     /// `restorePointInTime`, when set and not empty.
@@ -125,9 +153,9 @@ struct Parts<'a> {
     cluster_name: Text<'a>,
     /// 0.9 only.
     cluster_ref: Text<'a>,
-    restore: Result<Option<RestoreFields>, String>,
+    restore: Result<Option<RestoreFields<'a>>, String>,
     /// 0.9 only.
-    restore_spec: Result<Option<RestoreFields>, String>,
+    restore_spec: Result<Option<RestoreFields<'a>>, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,14 +301,14 @@ fn found<'a>(s: Option<Str<'a>>) -> Text<'a> {
     Ok(s.map(|s| s.0))
 }
 
-impl OnePassRestore<'_> {
-    fn fields(self) -> RestoreFields {
-        let own = |s: Option<Str<'_>>| s.map(|s| s.0.into_owned());
+impl<'a> OnePassRestore<'a> {
+    fn fields(self) -> RestoreFields<'a> {
+        let text = |s: Option<Str<'a>>| s.map(|s| s.0);
         RestoreFields {
-            backup_name: own(self.backup_name),
-            backup_namespace: own(self.backup_namespace),
-            restore_point_in_time: own(self.restore_point_in_time),
-            volume_restore_policy: own(self.volume_restore_policy),
+            backup_name: text(self.backup_name),
+            backup_namespace: text(self.backup_namespace),
+            restore_point_in_time: text(self.restore_point_in_time),
+            volume_restore_policy: text(self.volume_restore_policy),
         }
     }
 }
@@ -378,17 +406,14 @@ fn object<'a, T: Deserialize<'a>>(path: &str, raw: Option<&'a RawValue>) -> Resu
     }
 }
 
-fn restore_fields(field: RestoreField, raw: Option<&RawValue>) -> Result<Option<RestoreFields>, String> {
+fn restore_fields<'a>(field: RestoreField, raw: Option<&'a RawValue>) -> Result<Option<RestoreFields<'a>>, String> {
     let path = field.path();
-    let Some(r) = object::<RawRestore<'_>>(path, raw)? else { return Ok(None) };
-    let own = |name: &str, v: Option<&RawValue>| -> Result<Option<String>, String> {
-        Ok(text(path, name, v)?.map(Cow::into_owned))
-    };
+    let Some(r) = object::<RawRestore<'a>>(path, raw)? else { return Ok(None) };
     Ok(Some(RestoreFields {
-        backup_name: own("backupName", r.backup_name)?,
-        backup_namespace: own("backupNamespace", r.backup_namespace)?,
-        restore_point_in_time: own("restorePointInTime", r.restore_point_in_time)?,
-        volume_restore_policy: own("volumeRestorePolicy", r.volume_restore_policy)?,
+        backup_name: text(path, "backupName", r.backup_name)?,
+        backup_namespace: text(path, "backupNamespace", r.backup_namespace)?,
+        restore_point_in_time: text(path, "restorePointInTime", r.restore_point_in_time)?,
+        volume_restore_policy: text(path, "volumeRestorePolicy", r.volume_restore_policy)?,
     }))
 }
 
@@ -464,11 +489,11 @@ pub fn head(object: &str) -> Option<Head<'_>> {
     one_pass_head(object).or_else(|| raw_head(object))
 }
 
-impl Head<'_> {
+impl<'a> Head<'a> {
     /// What the rules read of an OpsRequest of `self.group`. `namespace` is used when the object
     /// has none (admission CREATE, files). Only the fields the rules read are checked; the API
     /// server validates the rest against the CRD's schema.
-    pub fn decode(self, namespace: &str) -> Result<RestoreRequest, String> {
+    pub fn decode(self, namespace: &'a str) -> Result<RestoreRequest<'a>, String> {
         let group = self.group.ok_or("not a KubeBlocks OpsRequest")?;
         let parts = self.parts?;
         let meta = parts.metadata?;
@@ -496,9 +521,9 @@ impl Head<'_> {
             (None, None) => (None, RestoreField::Restore),
         };
         Ok(RestoreRequest {
-            namespace: own_namespace.filter(|n| !n.is_empty()).map_or_else(|| namespace.to_string(), Cow::into_owned),
-            name: name.or(generate_name).map(Cow::into_owned).unwrap_or_default(),
-            cluster_name: cluster_name.map(Cow::into_owned),
+            namespace: own_namespace.filter(|n| !n.is_empty()).unwrap_or(Cow::Borrowed(namespace)),
+            name: name.or(generate_name).unwrap_or_default(),
+            cluster_name,
             restore,
             restore_field,
             annotations: match (has_metadata, has_annotations) {
@@ -506,27 +531,29 @@ impl Head<'_> {
                 (true, false) => Annotations::Missing,
                 (false, false) => Annotations::MetadataMissing,
             },
-            base_backup_annotation: base_backup.map(Cow::into_owned),
+            base_backup_annotation: base_backup,
         })
     }
 }
 
 /// Decodes an OpsRequest of either group, given as JSON text, into what the rules read.
 /// `namespace` is used when the object has none (admission CREATE, files).
-pub fn decode_json(object: &str, namespace: &str) -> Result<RestoreRequest, String> {
+pub fn decode_json<'a>(object: &'a str, namespace: &'a str) -> Result<RestoreRequest<'a>, String> {
     head(object).ok_or("not a JSON object")?.decode(namespace)
 }
 
 /// [`decode_json`] of an object held as a JSON value.
-pub fn decode(object: &Value, namespace: &str) -> Result<RestoreRequest, String> {
-    decode_json(&object.to_string(), namespace)
+pub fn decode(object: &Value, namespace: &str) -> Result<RestoreRequest<'static>, String> {
+    decode_json(&object.to_string(), namespace).map(RestoreRequest::into_owned)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn reading(head: Option<Head<'_>>) -> Option<(Option<&'static str>, String, Result<RestoreRequest, String>)> {
+    fn reading<'a>(
+        head: Option<Head<'a>>,
+    ) -> Option<(Option<&'static str>, String, Result<RestoreRequest<'a>, String>)> {
         head.map(|h| (h.group, h.ops_type.to_string(), h.clone().decode("default")))
     }
 
@@ -558,7 +585,7 @@ mod tests {
         }
         let (_, _, request) = reading(head(RESTORE)).unwrap();
         let request = request.unwrap();
-        assert_eq!((request.name.as_str(), request.namespace.as_str()), ("r", "demo"));
+        assert_eq!((&*request.name, &*request.namespace), ("r", "demo"));
         assert_eq!(request.base_backup_annotation.as_deref(), Some("full-1"));
         assert_eq!(request.point_in_time(), Some("2024-05-07T10:00:00Z"));
     }

@@ -14,7 +14,9 @@ use super::facts::BackupFacts;
 use super::inventory::{BaseRef, Inventory};
 use super::mutate::Mutation;
 use super::request::RestoreRequest;
-use super::time::{ACCEPTED_LAYOUTS, PointInTime, format_time, go_duration, push_go_duration, push_time};
+use super::time::{
+    ACCEPTED_LAYOUTS, PointInTime, format_time, go_duration, is_normal_form, push_go_duration, push_time,
+};
 use super::window::{BaseEdge, Restorable, Window, base_for, base_required, nearest_restorable, window};
 
 /// The settings that change decisions (`--default-volume-restore-policy`, `--edge-warning`,
@@ -53,7 +55,7 @@ impl LazyWindow<'_> {
 }
 
 struct Judge<'a> {
-    req: &'a RestoreRequest,
+    req: &'a RestoreRequest<'a>,
     inv: &'a dyn Inventory,
     violations: Vec<Violation>,
     warnings: Vec<Warning>,
@@ -86,16 +88,16 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
         return finish(j, None);
     };
     let namespace = req.backup_namespace();
-    let Some(s) = r3_backup_exists(&mut j, &namespace, &backup_name) else {
+    let Some(s) = r3_backup_exists(&mut j, namespace, &backup_name) else {
         return finish(j, None);
     };
     r4_backup_phase(&mut j, &s);
     r5_cluster_snapshot(&mut j, &s);
 
     let mut plan = Plan {
-        backup_namespace: namespace,
+        backup_namespace: namespace.to_string(),
         backup_name,
-        point_in_time: t.map(|t| t.normal_form()),
+        point_in_time: t.map(|t| t.instant.trunc_subsecs(0)),
         base_backup: None,
         volume_restore_policy: req.volume_restore_policy().unwrap_or(&policy.default_volume_restore_policy).to_string(),
     };
@@ -116,7 +118,7 @@ pub fn evaluate(req: &RestoreRequest, inv: &dyn Inventory, policy: &Policy) -> D
             {
                 r13_after_base_completion_second(&mut j, &s, &w, t, base);
             }
-            plan.base_backup = base.map(|b| b.name.to_string());
+            plan.base_backup = base.map(|b| String::from(&*b.name));
         }
         w3_edge_of_running_backup(&mut j, &s, t, policy.edge_warning);
     }
@@ -136,10 +138,11 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
                 was_empty: req.restore.as_ref().and_then(|r| r.volume_restore_policy.as_ref()).is_some(),
             });
         }
-        if let (Some(raw), Some(normal), Some(t)) =
-            (req.point_in_time(), plan.as_ref().and_then(|p| p.point_in_time.clone()), j.time)
-            && raw != normal
+        if let (Some(raw), Some(_), Some(t)) =
+            (req.point_in_time(), plan.as_ref().and_then(|p| p.point_in_time), j.time)
+            && !is_normal_form(raw)
         {
+            let normal = t.normal_form();
             // M2, W1, W2
             j.warn(
                 WarningId::W1,
@@ -156,12 +159,12 @@ fn finish(mut j: Judge<'_>, plan: Option<Plan>) -> Decision {
             }
             mutations.push(Mutation::PointInTime { field: req.restore_field, value: normal });
         }
-        if let Some(base) = plan.as_ref().and_then(|p| p.base_backup.clone()) {
+        if let Some(base) = plan.as_ref().and_then(|p| p.base_backup.as_ref()) {
             // M3
-            let current = req.base_backup_annotation.as_ref();
-            if current != Some(&base) {
+            let current = req.base_backup_annotation.as_deref();
+            if current != Some(base) {
                 mutations.push(Mutation::BaseBackup {
-                    value: base,
+                    value: base.clone(),
                     annotations: req.annotations,
                     was_set: current.is_some(),
                 });

@@ -95,11 +95,37 @@ fn parse_kbcli_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
 /// RFC 3339 as Go's `time.RFC3339` reads it: chrono also takes a space or a
 /// lowercase `t`/`z`, which KubeBlocks would refuse, so those are rejected here.
 fn parse_rfc3339_strict(raw: &str) -> Option<DateTime<FixedOffset>> {
+    if let Some(read) = utc_whole_seconds(raw.as_bytes()) {
+        return read;
+    }
     let strict = raw.bytes().all(|b| b.is_ascii_digit() || b"-:.+TZ".contains(&b));
     if !strict {
         return None;
     }
     DateTime::parse_from_rfc3339(raw).ok()
+}
+
+/// Whether `raw` is already the normal form of the time it holds (M2 leaves it alone): the layout
+/// [`format_time`] writes, whose every field is fixed-width, so no other text is that time's normal form.
+pub fn is_normal_form(raw: &str) -> bool {
+    matches!(utc_whole_seconds(raw.as_bytes()), Some(Some(_)))
+}
+
+/// `2006-01-02T15:04:05Z`, the layout the API server writes its times in and most Restores use,
+/// read by hand (chrono's RFC 3339 reader costs a decision more than its rules do). `None`: not
+/// this layout; `Some(None)`: this layout, with a field out of range (a leap second included).
+fn utc_whole_seconds(b: &[u8]) -> Option<Option<DateTime<FixedOffset>>> {
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    let shape = b.len() == 20
+        && (b[4], b[7], b[10], b[13], b[16], b[19]) == (b'-', b'-', b'T', b':', b':', b'Z')
+        && DIGITS.iter().all(|&i| b[i].is_ascii_digit());
+    if !shape {
+        return None;
+    }
+    let number = |at: usize, n: usize| b[at..at + n].iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+    let date = NaiveDate::from_ymd_opt(number(0, 4) as i32, number(5, 2), number(8, 2));
+    let time = NaiveTime::from_hms_opt(number(11, 2), number(14, 2), number(17, 2));
+    Some(date.zip(time).map(|(date, time)| date.and_time(time).and_utc().fixed_offset()))
 }
 
 /// Formats an instant as UTC RFC 3339 with whole seconds.
@@ -251,6 +277,27 @@ fn push_uint(out: &mut String, mut v: u128) {
 mod tests {
     use super::*;
     use chrono::TimeDelta;
+
+    #[test]
+    fn a_text_is_its_own_normal_form_only_in_the_layout_m2_writes() {
+        for raw in ["2024-05-07T10:07:45Z", "0000-01-01T00:00:00Z", "2024-02-29T23:59:59Z"] {
+            assert_eq!(PointInTime::parse(raw).unwrap().normal_form(), raw);
+            assert!(is_normal_form(raw), "{raw}");
+        }
+        for raw in [
+            " 2024-05-07T10:07:45Z",
+            "2024-05-07T10:07:45.0Z",
+            "2024-05-07T10:07:45+00:00",
+            "May 07,2024 10:07:45 UTC+0000",
+            "2024-05-07T10:07:60Z",
+            "2023-02-29T10:07:45Z",
+            "2024-05-07t10:07:45Z",
+        ] {
+            let normal = PointInTime::parse(raw).map(|t| t.normal_form());
+            assert_ne!(normal.as_deref(), Some(raw));
+            assert!(!is_normal_form(raw), "{raw}");
+        }
+    }
 
     #[test]
     fn format_time_writes_what_chrono_would() {

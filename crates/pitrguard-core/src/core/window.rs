@@ -59,7 +59,7 @@ pub struct Window {
 
 /// `baseRequired(S)`: false only when S's ActionSet says `baseBackupRequired: false`.
 pub fn base_required(s: &BackupFacts, inv: &dyn Inventory) -> bool {
-    s.action_set.as_deref().and_then(|name| inv.action_set(name)).is_none_or(|a| a.base_backup_required)
+    s.action_set.as_deref().and_then(|name| inv.base_backup_required(name)).unwrap_or(true)
 }
 
 pub fn window(s: &BackupFacts, inv: &dyn Inventory, edge: BaseEdge) -> Window {
