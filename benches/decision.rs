@@ -10,7 +10,7 @@ use std::hint::black_box;
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use pitrguard::core::facts::{BackupFacts, BackupType, CandidateMatch, Lineage};
-use pitrguard::core::{Index, Operation, Policy, judge_json};
+use pitrguard::core::{Index, Operation, Policy, judge_head, judge_json};
 use serde_json::json;
 
 // The allocator the binary runs on (mimalloc unless built with --no-default-features --features runtime).
@@ -94,6 +94,12 @@ fn decision(c: &mut Criterion) {
         assert!(d.allowed(), "the benchmark request must pass: {:?}", d.violations);
         group.bench_with_input(BenchmarkId::new("judge", n), &n, |b, _| {
             b.iter(|| judge_json(Operation::Create, Some(black_box(&object)), None, "", &index, &policy))
+        });
+        // The decision as /validate makes it: the Restore's head was read with the AdmissionReview
+        // (`parse_review`, measured in the admission group), so only the decision is left.
+        let head = pitrguard::core::request::head(&object).unwrap();
+        group.bench_with_input(BenchmarkId::new("decide", n), &n, |b, _| {
+            b.iter(|| judge_head(Operation::Create, Some(black_box(&head).clone()), || false, "", &index, &policy))
         });
         // The rules alone, on the request already decoded: what grows, if anything, with the inventory.
         let decoded = pitrguard::core::request::decode_json(&object, "").unwrap();
