@@ -17,11 +17,11 @@
 //! The load generator runs in the same tokio runtime: `C` HTTP/1.1 keep-alive
 //! connections (raw hyper over tokio-rustls, trusting the dev CA), each sending
 //! `POST /validate` with `examples/admission/review-denied.json` back to back,
-//! for a warm-up and then a measured period. Runs: webhook and floor in alternating
-//! rounds (the order swapped each round, so that the machine's drift weighs on both; the
-//! ratios are the medians of the rounds'), at `C` and at 32 connections; then once each
-//! the module, the two reading floors, and the webhook over HTTP/2 (one connection, `C`
-//! streams). Any non-200 answer, transport error or request over 10 s is an error.
+//! for a warm-up and then a measured period. Runs: webhook, floor and floor + serde_json
+//! in rounds (the order rotated each round, so that the machine's drift weighs on all
+//! three; the ratios are the medians of the rounds'), at `C` and at 32 connections; then
+//! once each the module, the kube-rs no-op, and the webhook over HTTP/2 (one connection,
+//! `C` streams). Any non-200 answer, transport error or request over 10 s is an error.
 //!
 //! The figures are printed and written into BENCHMARKS.md between
 //! `<!-- load:begin -->` and `<!-- load:end -->` (other sections are kept).
@@ -31,7 +31,7 @@
 //! - `WEBHOOK_LOAD_CONNS_HIGH` connections of a second webhook/floor pair, default 32 (0: none)
 //! - `WEBHOOK_LOAD_SECS` measured seconds per run, default 10
 //! - `WEBHOOK_LOAD_WARMUP_SECS` warm-up seconds per run, default 2
-//! - `WEBHOOK_LOAD_ROUNDS` alternating webhook/floor rounds per concurrency, default 3
+//! - `WEBHOOK_LOAD_ROUNDS` rounds of webhook, floor and floor + serde_json per concurrency, default 3
 //! - `WEBHOOK_LOAD_THREADS` tokio worker threads, default: the number of CPUs
 //! - `WEBHOOK_LOAD_H2=0` skips the HTTP/2 run
 //! - `WEBHOOK_LOAD_LOG=1` installs a tracing subscriber at info (written to a
@@ -586,24 +586,37 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
         push(&mut text, &row(o, o.conns));
     }
     push(&mut text, "");
-    // Per concurrency: each round's webhook / floor req/s, their median, and the median p99s.
+    // Per concurrency: each round's req/s ratios, their medians, and the median p99s.
     let mut ratios = Vec::new();
+    let mut reading = Vec::new();
     for conns in std::iter::once(s.conns).chain(s.conns_high) {
-        let (webhook, floor) = (rounds_of("webhook", conns), rounds_of("floor", conns));
-        let mut per_round: Vec<f64> = webhook
-            .iter()
-            .filter_map(|w| floor.iter().find(|f| f.round == w.round).map(|f| w.rps() / f.rps()))
-            .collect();
-        let shown = per_round.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+        let (webhook, floor, reads) =
+            (rounds_of("webhook", conns), rounds_of("floor", conns), rounds_of("floor + serde_json", conns));
+        // (median, each round's) of a / b req/s, over the rounds that ran both.
+        let per_round = |a: &[&Outcome], b: &[&Outcome]| {
+            let each: Vec<f64> =
+                a.iter().filter_map(|x| b.iter().find(|y| y.round == x.round).map(|y| x.rps() / y.rps())).collect();
+            let shown = each.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
+            (median(each), shown)
+        };
         let p99 = |runs: &[&Outcome]| median(runs.iter().map(|o| o.pct_us(99.0)).collect());
+        let (ratio, shown) = per_round(&webhook, &floor);
         ratios.push(format!(
-            "webhook ({conns} conns): req/s {:.2}× (median of {} rounds: {shown}), p99 {:.0} µs vs. floor {:.0} µs \
+            "webhook ({conns} conns): req/s {ratio:.2}× (median of {} rounds: {shown}), p99 {:.0} µs vs. floor {:.0} µs \
              (medians)",
-            median(std::mem::take(&mut per_round)),
             webhook.len(),
             p99(&webhook),
             p99(&floor),
         ));
+        if !reads.is_empty() {
+            let (read_ratio, read_shown) = per_round(&reads, &floor);
+            let (over_read, over_read_shown) = per_round(&webhook, &reads);
+            reading.push(format!(
+                "{conns} conns: floor + serde_json / floor {read_ratio:.2}× ({read_shown}); webhook / (floor + \
+                 serde_json) {over_read:.2}× ({over_read_shown}); p99 of floor + serde_json {:.0} µs",
+                p99(&reads)
+            ));
+        }
     }
     if let Some(m) = outcomes.iter().find(|o| o.label == "webhook --policy-module") {
         let floor = floor_at(m.conns);
@@ -617,17 +630,21 @@ fn report(s: &Settings, outcomes: &[Outcome], load_before: &str, load_after: &st
     push(&mut text, &format!("Webhook / floor (HTTP/1.1): {}.", ratios.join("; ")));
     let by_label = |label: &str| outcomes.iter().find(|o| o.label == label && o.round == 1 && o.conns == s.conns);
     let native = by_label("webhook").expect("webhook run");
-    // What reading the request costs any webhook, and where a do-nothing kube-rs webhook stands.
-    if let (Some(reading), Some(noop)) = (by_label("floor + serde_json"), by_label("kube-rs no-op")) {
+    // What reading the request costs any webhook (in the same rounds), and where a do-nothing
+    // kube-rs webhook stands (one run).
+    if !reading.is_empty() {
+        push(&mut text, "");
+        push(&mut text, &format!("Reading floor, medians of the same rounds (HTTP/1.1): {}.", reading.join("; ")));
+    }
+    if let Some(noop) = by_label("kube-rs no-op") {
         let floor = floor_at(s.conns);
         push(&mut text, "");
         push(
             &mut text,
             &format!(
-                "Reading floors ({} conns, HTTP/1.1): floor + serde_json / floor: req/s {:.2}×; kube-rs no-op / floor: \
-                 req/s {:.2}×; webhook / kube-rs no-op: req/s {:.2}×, p99 {:.2}×.",
+                "kube-rs no-op ({} conns, HTTP/1.1, one run): kube-rs no-op / floor: req/s {:.2}×; webhook / kube-rs \
+                 no-op: req/s {:.2}×, p99 {:.2}×.",
                 s.conns,
-                reading.rps() / floor.rps(),
                 noop.rps() / floor.rps(),
                 native.rps() / noop.rps(),
                 native.pct_us(99.0) / noop.pct_us(99.0)
@@ -730,20 +747,20 @@ async fn bench(s: Settings) {
         s.threads,
         if s.smoke { " (smoke run: pass --bench, as cargo bench does, for the real one)" } else { "" }
     );
-    // Webhook and floor alternate, in the opposite order each round, so that drift of the machine
-    // weighs on both; the other servers run once.
+    // The webhook, the floor and the reading floor take turns, in an order rotated each round, so
+    // that drift of the machine weighs on all three; the other servers run once.
     let mut plan = Vec::new();
     for conns in std::iter::once(s.conns).chain(s.conns_high) {
         for round in 1..=s.rounds {
-            let pair = [("webhook", webhook_port), ("floor", floor_port)];
-            let order = if round % 2 == 1 { [pair[0], pair[1]] } else { [pair[1], pair[0]] };
-            for (label, port) in order {
+            let mut turns =
+                [("webhook", webhook_port), ("floor", floor_port), ("floor + serde_json", reading_floor_port)];
+            turns.rotate_left((round - 1) % 3);
+            for (label, port) in turns {
                 plan.push((label, round, port, Proto::Http1, conns));
             }
         }
     }
     plan.push(("webhook --policy-module", 1, module_port, Proto::Http1, s.conns));
-    plan.push(("floor + serde_json", 1, reading_floor_port, Proto::Http1, s.conns));
     plan.push(("kube-rs no-op", 1, kube_noop_port, Proto::Http1, s.conns));
     if s.h2 {
         plan.push(("webhook", 1, webhook_port, Proto::Http2, s.conns));
