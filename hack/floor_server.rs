@@ -1,7 +1,8 @@
 //! The floor for `hack/bench-external-load.sh`: pitrguard's HTTPS stack with none of its work.
 //!
 //! `cargo build --release --example floor-server`, then
-//! `target/release/examples/floor-server --addr 127.0.0.1:8443 --cert tls.crt --key tls.key`.
+//! `target/release/examples/floor-server --addr 127.0.0.1:8443 --cert tls.crt --key tls.key
+//! [--read-review]`.
 //!
 //! The same transport as `pitrguard serve` (`serve_tls`: tokio-rustls, hyper's HTTP/1.1 and
 //! HTTP/2 picked by ALPN, its timeouts and graceful shutdown; the certificate from
@@ -49,12 +50,20 @@ struct Args {
     /// CA bundle (PEM) client certificates must chain to (mutual TLS), as `pitrguard serve --client-ca`.
     #[arg(long)]
     client_ca: Option<PathBuf>,
+    /// Also read the body with serde_json (into `IgnoredAny`) before answering: the least any
+    /// webhook that looks at the AdmissionReview pays (the "floor + serde_json" of the benches).
+    #[arg(long)]
+    read_review: bool,
 }
 
-fn router() -> Router {
+fn router(read_review: bool) -> Router {
     Router::new().route(
         "/validate",
-        post(|body: Bytes| async move {
+        post(move |body: Bytes| async move {
+            if read_review {
+                let read: Result<serde::de::IgnoredAny, _> = serde_json::from_slice(&body);
+                std::hint::black_box(read.is_ok());
+            }
             std::hint::black_box(&body);
             ([(header::CONTENT_TYPE, "application/json")], FLOOR_RESPONSE).into_response()
         }),
@@ -93,7 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
-    serve_tls(listener, tls, router(), Limits::default(), shutdown).await?;
+    serve_tls(listener, tls, router(args.read_review), Limits::default(), shutdown).await?;
     Ok(())
 }
 

@@ -118,9 +118,9 @@ impl Admission {
             .get_or_create(&EndpointLabels { endpoint: endpoint.as_str() })
             .observe(elapsed.as_secs_f64());
         tracing::info!(
-            uid = %req.uid,
+            uid = &*req.uid,
             namespace = req.namespace(),
-            name = %req.name,
+            name = &*req.name,
             operation = super::operation_name(req),
             endpoint = endpoint.as_str(),
             dry_run = req.dry_run,

@@ -68,7 +68,7 @@ where
     fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let mut line = Vec::with_capacity(320);
         line.extend_from_slice(b"{\"timestamp\":\"");
-        line.extend_from_slice(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).as_bytes());
+        push_timestamp(&mut line, chrono::Utc::now());
         line.extend_from_slice(b"\",\"level\":\"");
         line.extend_from_slice(event.metadata().level().as_str().as_bytes());
         line.push(b'"');
@@ -78,6 +78,17 @@ where
         line.extend_from_slice(b"}\n");
         writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
     }
+}
+
+/// `t` as tracing-subscriber's JSON formatter writes it (RFC 3339, UTC, microseconds), written by
+/// hand as the core writes its times: chrono's `to_rfc3339_opts` allocates and works the date out
+/// field by field, on every line.
+fn push_timestamp(line: &mut Vec<u8>, t: chrono::DateTime<chrono::Utc>) {
+    let mut text = String::with_capacity(27);
+    crate::core::time::push_time(&mut text, t);
+    text.pop(); // the `Z`
+    let _ = write!(text, ".{:06}Z", t.timestamp_subsec_micros());
+    line.extend_from_slice(text.as_bytes());
 }
 
 /// Appends `,"name":value` for each field, in the order the event gives them.
@@ -214,6 +225,17 @@ mod tests {
         }
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_timestamp_is_what_chrono_writes() {
+        let mut t: chrono::DateTime<chrono::Utc> = "1970-01-01T00:00:00Z".parse().unwrap();
+        while t.timestamp() < 4_102_444_800 {
+            let mut line = Vec::new();
+            push_timestamp(&mut line, t);
+            assert_eq!(String::from_utf8(line).unwrap(), t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+            t += chrono::TimeDelta::seconds(86_399 * 7 + 13) + chrono::TimeDelta::nanoseconds(123_456_789);
+        }
     }
 
     #[test]
