@@ -59,7 +59,7 @@ conn = [s for s in samples if on(s, "transport::connection")]
 print(f"samples: {len(samples)} in the process (servers and load generator), {len(conn)} in the server connections, "
       f"{len(handler)} in the handler ({100 * len(handler) / max(1, len(samples)):.1f}% of the process)")
 # (step, functions on the stack, functions of the step it is part of: a part counts only under it)
-judge = "judge_head|judge_json"
+judge = "judge_head|judge_json|admission::decide"
 # The head of the Restore is read inside parse_review, inlined there: perf cannot tell it apart
 # (hack/bench-instructions.sh counts the parts exactly).
 steps = [("parse the AdmissionReview (and the Restore in it)", "parse_review", None),
