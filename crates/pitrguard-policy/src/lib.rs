@@ -179,13 +179,13 @@ fn gather(object: &Value, namespace: &str) -> Result<Index, String> {
     let Some(name) = req.restore.as_ref().and_then(|r| r.backup_name.as_deref()).filter(|n| !n.is_empty()) else {
         return Ok(index);
     };
-    let Some(raw) = get(DATAPROTECTION, "Backup", name, Some(&backup_ns))? else {
+    let Some(raw) = get(DATAPROTECTION, "Backup", name, Some(backup_ns))? else {
         return Ok(index);
     };
-    let s = backup_facts(&raw, &backup_ns)?;
+    let s = backup_facts(&raw, backup_ns)?;
     if let Some(selector) = s.candidate_match().label_selector() {
-        for item in list_backups(&backup_ns, &selector)? {
-            index.apply_backup(backup_facts(&item, &backup_ns)?);
+        for item in list_backups(backup_ns, &selector)? {
+            index.apply_backup(backup_facts(&item, backup_ns)?);
         }
     }
     if let Some(action_set) = &s.action_set
