@@ -1,5 +1,6 @@
 //! Prometheus metrics (`GET /metrics` on the admin port).
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::core::Rule;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -94,6 +97,36 @@ pub struct Metrics {
     pub module_reloads: Family<ResultLabels, Counter>,
     /// `--policy-module`: 1 for the sha256 of the module in use.
     pub module_in_use: Family<ModuleLabels, Gauge>,
+    per_request: PerRequest,
+}
+
+const ENDPOINTS: [&str; 2] = ["validate", "mutate"];
+const RESULTS: [&str; 2] = ["allowed", "denied"];
+/// `none`, `skipped`, `not-ready`, `judge-failed`, then every rule id.
+const RULE_LABELS: usize = 4 + Rule::ALL.len();
+
+fn rule_slot(rule: &str) -> Option<usize> {
+    match rule {
+        "none" => Some(0),
+        "skipped" => Some(1),
+        "not-ready" => Some(2),
+        "judge-failed" => Some(3),
+        id => Rule::from_id(id).map(|r| 4 + r as usize),
+    }
+}
+
+/// The series every admission request updates, resolved on first use: a request then pays an atomic
+/// add, not a hash of its labels under the family's lock. (A clone of a prometheus-client metric is
+/// a handle to the same series.)
+struct PerRequest {
+    decisions: [OnceLock<Counter>; ENDPOINTS.len() * RULE_LABELS * RESULTS.len()],
+    durations: [OnceLock<Histogram>; ENDPOINTS.len()],
+}
+
+impl Default for PerRequest {
+    fn default() -> Self {
+        Self { decisions: [const { OnceLock::new() }; _], durations: [const { OnceLock::new() }; _] }
+    }
 }
 
 fn restore_histogram() -> Histogram {
@@ -123,6 +156,31 @@ impl Metrics {
             module_evaluations: Family::default(),
             module_reloads: Family::default(),
             module_in_use: Family::default(),
+            per_request: PerRequest::default(),
+        }
+    }
+
+    /// Counts one admission decision (`admission_decisions`).
+    pub fn count_decision(&self, endpoint: &'static str, rule: &'static str, result: &'static str) {
+        let labels = DecisionLabels { endpoint, rule, result };
+        let endpoint = ENDPOINTS.iter().position(|e| *e == endpoint);
+        let result = RESULTS.iter().position(|r| *r == result);
+        match (endpoint, rule_slot(rule), result) {
+            (Some(e), Some(r), Some(a)) => self.per_request.decisions[(e * RULE_LABELS + r) * RESULTS.len() + a]
+                .get_or_init(|| self.decisions.get_or_create(&labels).clone())
+                .inc(),
+            _ => self.decisions.get_or_create(&labels).inc(),
+        };
+    }
+
+    /// Records how long one AdmissionReview took to answer (`admission_request_duration_seconds`).
+    pub fn observe_request(&self, endpoint: &'static str, seconds: f64) {
+        let labels = EndpointLabels { endpoint };
+        match ENDPOINTS.iter().position(|e| *e == endpoint) {
+            Some(e) => self.per_request.durations[e]
+                .get_or_init(|| self.request_duration.get_or_create(&labels).clone())
+                .observe(seconds),
+            None => self.request_duration.get_or_create(&labels).observe(seconds),
         }
     }
 
@@ -210,5 +268,44 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(m: &Metrics) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry()).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_request_counted_through_a_resolved_handle_is_the_familys_series() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.count_decision("validate", "R10", "denied");
+        }
+        m.count_decision("mutate", "none", "allowed");
+        m.count_decision("validate", "an-unknown-label", "denied");
+        m.observe_request("validate", 0.002);
+        m.observe_request("validate", 0.004);
+        m.observe_request("other", 0.001);
+        let text = exposition(&m);
+        for line in [
+            r#"pitrguard_admission_decisions_total{endpoint="validate",rule="R10",result="denied"} 3"#,
+            r#"pitrguard_admission_decisions_total{endpoint="mutate",rule="none",result="allowed"} 1"#,
+            r#"pitrguard_admission_decisions_total{endpoint="validate",rule="an-unknown-label",result="denied"} 1"#,
+            r#"pitrguard_admission_request_duration_seconds_count{endpoint="validate"} 2"#,
+            r#"pitrguard_admission_request_duration_seconds_count{endpoint="other"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        // Only what was counted is exported: no series of a label set never used.
+        assert!(!text.contains(r#"rule="R1","#), "{text}");
+        let slots = ENDPOINTS.len() * RULE_LABELS * RESULTS.len();
+        assert_eq!(m.per_request.decisions.len(), slots);
+        assert_eq!(rule_slot("R13"), Some(RULE_LABELS - 1));
     }
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{Answer, Endpoint, Request, ReviewError};
 use crate::core::Policy;
 use crate::inventory::{FreshBackups, FreshView, SharedInventory, View};
-use crate::metrics::{DecisionLabels, EndpointLabels, Metrics, ResultLabels};
+use crate::metrics::{Metrics, ResultLabels};
 use crate::policy_module::{PolicyModule, answer as module_answer};
 
 /// Bound on a read-your-writes confirmation; well under the webhook timeoutSeconds (5, manifests/base/webhooks.yaml).
@@ -113,10 +113,8 @@ impl Admission {
         let rule = answer.map_or("not-ready", Answer::rule_label);
         let result = if response.allowed { "allowed" } else { "denied" };
         let m = &self.metrics;
-        m.decisions.get_or_create(&DecisionLabels { endpoint: endpoint.as_str(), rule, result }).inc();
-        m.request_duration
-            .get_or_create(&EndpointLabels { endpoint: endpoint.as_str() })
-            .observe(elapsed.as_secs_f64());
+        m.count_decision(endpoint.as_str(), rule, result);
+        m.observe_request(endpoint.as_str(), elapsed.as_secs_f64());
         tracing::info!(
             uid = &*req.uid,
             namespace = req.namespace(),

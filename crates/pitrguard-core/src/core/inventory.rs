@@ -185,7 +185,53 @@ impl Namespace {
 }
 
 /// A cluster's three labels, (cluster uid, instance, component): what a full candidate match compares.
-type ClusterLabels = [Option<Text>; 3];
+/// Looked up by borrowed labels ([`LabelsKey`]), so that a decision clones no name to find its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ClusterLabels([Option<Text>; 3]);
+
+/// The three labels as a key, owned or borrowed (a `HashMap` looks up `dyn LabelsKey`).
+trait LabelsKey {
+    fn labels(&self) -> [Option<&str>; 3];
+}
+
+impl LabelsKey for ClusterLabels {
+    fn labels(&self) -> [Option<&str>; 3] {
+        self.0.each_ref().map(Option::as_deref)
+    }
+}
+
+impl LabelsKey for [Option<&str>; 3] {
+    fn labels(&self) -> [Option<&str>; 3] {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn LabelsKey + 'a> for ClusterLabels {
+    fn borrow(&self) -> &(dyn LabelsKey + 'a) {
+        self
+    }
+}
+
+// Both forms hash and compare as their borrowed labels, as `Borrow` requires.
+impl std::hash::Hash for ClusterLabels {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.labels().hash(h)
+    }
+}
+
+impl std::hash::Hash for dyn LabelsKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.labels().hash(h)
+    }
+}
+
+impl PartialEq for dyn LabelsKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels() == other.labels()
+    }
+}
+
+impl Eq for dyn LabelsKey + '_ {}
 
 /// A namespace's Backups grouped by lineage. A continuous backup with all three cluster labels (every
 /// one KubeBlocks takes) finds its groups with one hash lookup; one with fewer scans the groups.
@@ -202,7 +248,7 @@ impl<T> Default for ByLineage<T> {
 }
 
 fn cluster_labels(l: &Lineage) -> ClusterLabels {
-    [l.cluster_uid.clone(), l.instance.clone(), l.component.clone()]
+    ClusterLabels([l.cluster_uid.clone(), l.instance.clone(), l.component.clone()])
 }
 
 impl<T: Default> ByLineage<T> {
@@ -220,13 +266,14 @@ impl<T: Default> ByLineage<T> {
 
     /// Removes from the group of `lineage` with `remove`, which says whether the group is then empty.
     fn remove(&mut self, lineage: &Lineage, remove: impl FnOnce(&mut T) -> bool) {
-        let key = cluster_labels(lineage);
-        let Some(groups) = self.groups.get_mut(&key) else { return };
+        let key: [Option<&str>; 3] =
+            [&lineage.cluster_uid, &lineage.instance, &lineage.component].map(|l| l.as_deref());
+        let Some(groups) = self.groups.get_mut(&key as &dyn LabelsKey) else { return };
         let Some(at) = groups.iter().position(|(l, _)| l == lineage) else { return };
         if remove(&mut groups[at].1) {
             groups.swap_remove(at);
             if groups.is_empty() {
-                self.groups.remove(&key);
+                self.groups.remove(&key as &dyn LabelsKey);
             }
         }
     }
@@ -235,16 +282,37 @@ impl<T: Default> ByLineage<T> {
 impl<T> ByLineage<T> {
     /// The groups whose lineage `m` matches, in no particular order.
     fn matching<'a>(&'a self, m: &'a CandidateMatch) -> impl Iterator<Item = &'a T> + 'a {
-        // Two optional iterators rather than a boxed one: a decision allocates nothing to find its groups.
         let key = match m {
-            CandidateMatch::Labels { cluster_uid: uid @ Some(_), instance: i @ Some(_), component: c @ Some(_) } => {
-                Some([uid.clone(), i.clone(), c.clone()])
+            CandidateMatch::Labels { cluster_uid: Some(u), instance: Some(i), component: Some(c) } => {
+                Some([Some(&**u), Some(&**i), Some(&**c)])
             }
             _ => None,
         };
-        let scan = key.is_none().then(|| self.groups.values().flatten().filter(|(l, _)| m.matches(l)));
-        let found = key.and_then(|key| self.groups.get(&key)).into_iter().flatten();
-        found.chain(scan.into_iter().flatten()).map(|(_, group)| group)
+        self.select(key, move |l| m.matches(l))
+    }
+
+    /// The groups of `s`'s base candidates: [`Self::matching`] of `s.candidate_match()`, without
+    /// cloning `s`'s labels into one when it has all three.
+    fn candidates_of<'a>(&'a self, s: &'a BackupFacts) -> impl Iterator<Item = &'a T> + 'a {
+        let l = &s.lineage;
+        let key = match (&l.cluster_uid, &l.instance, &l.component) {
+            (Some(u), Some(i), Some(c)) => Some([Some(&**u), Some(&**i), Some(&**c)]),
+            _ => None,
+        };
+        self.select(key, move |l| s.candidate_match().matches(l))
+    }
+
+    /// The groups of the three cluster labels `key` (one hash lookup), or without them those whose
+    /// lineage `scan` accepts (a scan of every group).
+    fn select<'a>(
+        &'a self,
+        key: Option<[Option<&'a str>; 3]>,
+        scan: impl Fn(&Lineage) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a T> + 'a {
+        // Two optional iterators rather than a boxed one: a decision allocates nothing to find its groups.
+        let scanned = key.is_none().then(|| self.groups.values().flatten().filter(move |(l, _)| scan(l)));
+        let found = key.and_then(|key| self.groups.get(&key as &dyn LabelsKey)).into_iter().flatten();
+        found.chain(scanned.into_iter().flatten()).map(|(_, group)| group)
     }
 
     fn values(&self) -> impl Iterator<Item = &T> {
@@ -458,11 +526,10 @@ impl Inventory for Index {
         if from > to {
             return Vec::new();
         }
-        let m = s.candidate_match();
         let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.clone() };
         if pick == Pick::All {
             let mut found = Vec::new();
-            for set in ns.bases.matching(&m) {
+            for set in ns.bases.candidates_of(s) {
                 found.extend(ending_between(set, from, to).map(base));
             }
             found.sort();
@@ -470,7 +537,7 @@ impl Inventory for Index {
         }
         // One candidate per lineage group, and the best of those: no list is built or sorted.
         let mut best: Option<&(DateTime<Utc>, Name)> = None;
-        for set in ns.bases.matching(&m) {
+        for set in ns.bases.candidates_of(s) {
             let hit = if pick == Pick::Earliest {
                 ending_between(set, from, to).next()
             } else {
