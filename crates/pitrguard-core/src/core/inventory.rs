@@ -251,6 +251,11 @@ fn cluster_labels(l: &Lineage) -> ClusterLabels {
     ClusterLabels([l.cluster_uid.clone(), l.instance.clone(), l.component.clone()])
 }
 
+/// [`cluster_labels`] borrowed, to look a group up without cloning the names.
+fn borrowed_labels(l: &Lineage) -> [Option<&str>; 3] {
+    [&l.cluster_uid, &l.instance, &l.component].map(|label| label.as_deref())
+}
+
 impl<T: Default> ByLineage<T> {
     fn group(&mut self, lineage: &Lineage) -> &mut T {
         let groups = self.groups.entry(cluster_labels(lineage)).or_default();
@@ -266,8 +271,7 @@ impl<T: Default> ByLineage<T> {
 
     /// Removes from the group of `lineage` with `remove`, which says whether the group is then empty.
     fn remove(&mut self, lineage: &Lineage, remove: impl FnOnce(&mut T) -> bool) {
-        let key: [Option<&str>; 3] =
-            [&lineage.cluster_uid, &lineage.instance, &lineage.component].map(|l| l.as_deref());
+        let key = borrowed_labels(lineage);
         let Some(groups) = self.groups.get_mut(&key as &dyn LabelsKey) else { return };
         let Some(at) = groups.iter().position(|(l, _)| l == lineage) else { return };
         if remove(&mut groups[at].1) {
@@ -294,12 +298,9 @@ impl<T> ByLineage<T> {
     /// The groups of `s`'s base candidates: [`Self::matching`] of `s.candidate_match()`, without
     /// cloning `s`'s labels into one when it has all three.
     fn candidates_of<'a>(&'a self, s: &'a BackupFacts) -> impl Iterator<Item = &'a T> + 'a {
-        let l = &s.lineage;
-        let key = match (&l.cluster_uid, &l.instance, &l.component) {
-            (Some(u), Some(i), Some(c)) => Some([Some(&**u), Some(&**i), Some(&**c)]),
-            _ => None,
-        };
-        self.select(key, move |l| s.candidate_match().matches(l))
+        let key = borrowed_labels(&s.lineage);
+        let full = key.iter().all(Option::is_some);
+        self.select(full.then_some(key), move |l| s.candidate_match().matches(l))
     }
 
     /// The groups of the three cluster labels `key` (one hash lookup), or without them those whose
