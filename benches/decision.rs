@@ -25,7 +25,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 /// `n` Backups: clusters of 50 (one continuous, 49 full), 20 clusters per namespace.
-fn inventory(n: usize) -> (Index, Vec<BackupFacts>) {
+fn inventory(n: usize) -> (Index, Vec<BackupFacts<'static>>) {
     let mut index = Index::new();
     let mut all = Vec::with_capacity(n);
     for i in 0..n {

@@ -230,7 +230,7 @@ mod read_your_writes {
 
     /// What the API server answers: every Backup of the examples, including the
     /// WAL archive that the cache has not seen yet.
-    struct ApiServerHas(Vec<BackupFacts>);
+    struct ApiServerHas(Vec<BackupFacts<'static>>);
 
     impl FreshBackups for ApiServerHas {
         fn backups_in(&self, _namespace: String) -> BoxFuture<'static, anyhow::Result<Index>> {
@@ -268,7 +268,7 @@ mod read_your_writes {
         }
         let full = build_index(&docs).unwrap();
         let names = ["pg-cluster-archive-wal", "pg-cluster-full-0955", "pg-cluster-full-1018", "pg-cluster-full-1034"];
-        let on_server = names.iter().filter_map(|n| full.backup("demo", n)).collect();
+        let on_server = names.iter().filter_map(|n| full.backup("demo", n).map(BackupFacts::into_owned)).collect();
         let mut cached = build_index(&docs).unwrap();
         cached.delete_backup("demo", "pg-cluster-archive-wal");
         let mut app = app_with(SharedInventory::ready(cached));
@@ -297,7 +297,7 @@ mod read_your_writes {
         let app = stale_app();
         {
             let mut cached = app.inventory.write();
-            let mut running = cached.backup("demo", "pg-cluster-full-1034").unwrap();
+            let mut running = cached.backup("demo", "pg-cluster-full-1034").unwrap().into_owned();
             running.phase = Some("Running".into());
             cached.apply_backup(running);
         }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use pitrguard::admission::{Endpoint, parse_review, respond};
 use pitrguard::cli::windows::windows;
-use pitrguard::core::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage, Text};
+use pitrguard::core::facts::{ActionSetFacts, BackupFacts, BackupType, Lineage, Str};
 use pitrguard::core::mutate::to_patch;
 use pitrguard::core::{BaseEdge, Index, Operation, Policy, Rule, judge};
 use proptest::prelude::*;
@@ -73,7 +73,7 @@ struct Scenario {
     t: i64,
 }
 
-fn lineage(same: bool) -> Lineage {
+fn lineage(same: bool) -> Lineage<'static> {
     Lineage {
         cluster_uid: Some(if same { "uid-1" } else { "uid-2" }.into()),
         instance: Some("pg".into()),
@@ -303,7 +303,7 @@ proptest! {
     ) {
         let at = |s: i64| t0() + TimeDelta::seconds(s);
         let mut index = Index::new();
-        let mut live: std::collections::BTreeMap<u8, BackupFacts> = Default::default();
+        let mut live: std::collections::BTreeMap<u8, BackupFacts<'static>> = Default::default();
         for c in changes {
             match c {
                 Change::Apply { name, ty, completed, end, uid, instance } => {
@@ -349,12 +349,12 @@ proptest! {
         };
         let (a, b) = (at(from), at(from + len));
         let m = probe.candidate_match();
-        let mut want: Vec<(DateTime<Utc>, Text)> = live.values()
+        let mut want: Vec<(DateTime<Utc>, Str<'_>)> = live.values()
             .filter(|x| x.is_base() && m.matches(&x.lineage) && x.end.is_some_and(|e| a <= e && e <= b))
             .map(|x| (x.end.unwrap(), x.name.clone()))
             .collect();
         want.sort();
-        let got: Vec<(DateTime<Utc>, Text)> = index.bases_ending_between(&probe, a, b).into_iter().map(|r| (r.end, r.name)).collect();
+        let got: Vec<(DateTime<Utc>, Str<'_>)> = index.bases_ending_between(&probe, a, b).into_iter().map(|r| (r.end, r.name)).collect();
         prop_assert_eq!(&got, &want);
         prop_assert_eq!(index.earliest_base(&probe, a, b).map(|r| r.name), want.first().map(|w| w.1.clone()));
         let latest_end = want.iter().map(|w| w.0).max();

@@ -124,20 +124,20 @@ trait Kind: Send + 'static {
 
 struct Backups;
 impl Kind for Backups {
-    type Item = BackupFacts;
+    type Item = BackupFacts<'static>;
     /// Backups are indexed as they arrive, on a thread of their own: a list of tens of thousands
     /// is never held as facts.
     type Listed = RelistedBackups;
     type Complete = Index;
     const NAME: &'static str = "Backup";
     const SLOT: usize = 0;
-    fn apply(index: &mut Index, b: BackupFacts) {
+    fn apply(index: &mut Index, b: BackupFacts<'static>) {
         index.apply_backup(b);
     }
-    fn delete(index: &mut Index, b: BackupFacts) {
+    fn delete(index: &mut Index, b: BackupFacts<'static>) {
         index.delete_backup(&b.namespace, &b.name);
     }
-    fn list(listed: &mut RelistedBackups, b: BackupFacts) {
+    fn list(listed: &mut RelistedBackups, b: BackupFacts<'static>) {
         listed.push(b);
     }
     fn complete(listed: RelistedBackups) -> Index {

@@ -15,14 +15,14 @@ use crate::core::inventory::Index;
 
 pub enum RelistedBackups {
     /// Facts go to the thread that indexes them.
-    Thread { facts: mpsc::Sender<BackupFacts>, index: JoinHandle<Index> },
+    Thread { facts: mpsc::Sender<BackupFacts<'static>>, index: JoinHandle<Index> },
     /// The thread could not be started: indexed where the facts arrive.
     Here(Index),
 }
 
 impl Default for RelistedBackups {
     fn default() -> Self {
-        let (facts, arriving) = mpsc::channel::<BackupFacts>();
+        let (facts, arriving) = mpsc::channel::<BackupFacts<'static>>();
         let thread = std::thread::Builder::new().name("pitrguard-index".into()).spawn(move || {
             let mut index = Index::new();
             for b in arriving {
@@ -41,7 +41,7 @@ impl Default for RelistedBackups {
 }
 
 impl RelistedBackups {
-    pub fn push(&mut self, b: BackupFacts) {
+    pub fn push(&mut self, b: BackupFacts<'static>) {
         match self {
             Self::Thread { facts, .. } => {
                 // The thread ends only when this sender is dropped, or by a panic, which `finish`

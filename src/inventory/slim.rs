@@ -27,9 +27,9 @@ pub struct SlimBackup {
 
 impl SlimBackup {
     /// `default_namespace` stands in for a missing `metadata.namespace`.
-    pub fn facts(self, default_namespace: &str) -> BackupFacts {
+    pub fn facts(self, default_namespace: &str) -> BackupFacts<'static> {
         let backup = Backup { metadata: self.metadata, spec: self.spec, status: self.status };
-        BackupFacts::from_backup(&backup, default_namespace)
+        BackupFacts::from_backup(&backup, default_namespace).into_owned()
     }
 }
 
@@ -114,7 +114,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// The facts of a minimal Backup `name` in namespace "ns", decoded as the watches decode it.
-    pub(crate) fn backup(name: &str) -> BackupFacts {
+    pub(crate) fn backup(name: &str) -> BackupFacts<'static> {
         let b = serde_json::json!({"apiVersion": "dataprotection.kubeblocks.io/v1alpha1", "kind": "Backup",
             "metadata": {"name": name, "namespace": "ns"}, "spec": {"backupPolicyName": "p", "backupMethod": "m"}});
         serde_json::from_value::<SlimBackup>(b).unwrap().facts("ns")

@@ -261,7 +261,7 @@ fn load_with(
 
 /// A document as the index takes it.
 pub enum Folded {
-    Backup(BackupFacts),
+    Backup(BackupFacts<'static>),
     ActionSet(ActionSetFacts),
     /// (namespace, name)
     Cluster(String, String),
@@ -282,7 +282,7 @@ fn facts(doc: &Document) -> Result<Folded, LoadError> {
     Ok(match kind_of(&doc.value) {
         Kind::Backup => {
             let b: Backup = decode(doc)?;
-            Folded::Backup(BackupFacts::from_backup(&b, DEFAULT_NAMESPACE))
+            Folded::Backup(BackupFacts::from_backup(&b, DEFAULT_NAMESPACE).into_owned())
         }
         Kind::ActionSet => Folded::ActionSet(ActionSetFacts::from_action_set(&decode::<ActionSet>(doc)?)),
         Kind::Cluster => {

@@ -198,9 +198,9 @@ fn gather(object: &Value, namespace: &str) -> Result<Index, String> {
     Ok(index)
 }
 
-fn backup_facts(raw: &Value, namespace: &str) -> Result<BackupFacts, String> {
+fn backup_facts(raw: &Value, namespace: &str) -> Result<BackupFacts<'static>, String> {
     let b = Backup::deserialize(raw).map_err(|e| format!("Backup in {namespace:?} from the host: {e}"))?;
-    Ok(BackupFacts::from_backup(&b, namespace))
+    Ok(BackupFacts::from_backup(&b, namespace).into_owned())
 }
 
 /// One object by name; `None` when the host says it does not exist. Any other

@@ -2,8 +2,8 @@
 //! KubeBlocks objects, taken from the generated CRD types in [`crate::crd`].
 //! The live cache stores these instead of whole objects.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -23,9 +23,10 @@ pub const ANNOTATION_CONNECTION_PASSWORD: &str = "dataprotection.kubeblocks.io/c
 /// M3: the base backup a restore will start from.
 pub const ANNOTATION_BASE_BACKUP: &str = "pitrguard.io/base-backup";
 
-/// A string of the facts. Shared, not copied: the index hands out facts on every decision, and
-/// a clone of a `Text` is a reference count, not an allocation.
-pub type Text = Arc<str>;
+/// A string of the facts: borrowed from where they were read (the index, a decoded object), or
+/// owned when they must outlive it. The index hands out facts on every decision, and borrowing
+/// costs neither an allocation nor the atomic updates of a shared string's reference count.
+pub type Str<'a> = Cow<'a, str>;
 
 /// `type(B)`: the backup-type label; absent means Full.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,38 +70,45 @@ impl BackupType {
 
 /// The labels that tie a backup to its cluster (CONTRACT.md §5.3 step 4).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Lineage {
-    pub cluster_uid: Option<Text>,
-    pub instance: Option<Text>,
-    pub component: Option<Text>,
+pub struct Lineage<'a> {
+    pub cluster_uid: Option<Str<'a>>,
+    pub instance: Option<Str<'a>>,
+    pub component: Option<Str<'a>>,
     /// The `backup-policy` label.
-    pub policy_label: Option<Text>,
+    pub policy_label: Option<Str<'a>>,
 }
 
-impl Lineage {
-    /// A copy with strings of its own, allocated here, rather than shared with the facts it came from.
-    pub fn own_copy(&self) -> Self {
-        let own = |s: &Option<Text>| s.as_deref().map(Text::from);
-        Self {
-            cluster_uid: own(&self.cluster_uid),
-            instance: own(&self.instance),
-            component: own(&self.component),
-            policy_label: own(&self.policy_label),
-        }
+impl Lineage<'_> {
+    /// The four labels, borrowed: (cluster uid, instance, component, backup policy).
+    pub fn labels(&self) -> [Option<&str>; 4] {
+        [&self.cluster_uid, &self.instance, &self.component, &self.policy_label].map(|l| l.as_deref())
+    }
+
+    /// The same lineage, borrowing this one's strings.
+    pub fn borrowed(&self) -> Lineage<'_> {
+        let [cluster_uid, instance, component, policy_label] = self.labels().map(|l| l.map(Cow::Borrowed));
+        Lineage { cluster_uid, instance, component, policy_label }
+    }
+
+    /// A copy with strings of its own.
+    pub fn to_owned_lineage(&self) -> Lineage<'static> {
+        let [cluster_uid, instance, component, policy_label] =
+            self.labels().map(|l| l.map(|l| Cow::Owned(l.to_owned())));
+        Lineage { cluster_uid, instance, component, policy_label }
     }
 }
 
 /// How base candidates of a continuous backup are matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CandidateMatch {
+pub enum CandidateMatch<'a> {
     /// Each label that the continuous backup has must be equal on the candidate.
-    Labels { cluster_uid: Option<Text>, instance: Option<Text>, component: Option<Text> },
+    Labels { cluster_uid: Option<&'a str>, instance: Option<&'a str>, component: Option<&'a str> },
     /// The continuous backup has none of the three labels: the candidate's
     /// `backup-policy` label must equal its `spec.backupPolicyName`.
-    Policy(Option<Text>),
+    Policy(Option<&'a str>),
 }
 
-impl CandidateMatch {
+impl CandidateMatch<'_> {
     /// The label selector that lists the candidates (and the continuous backups of the same
     /// lineage) from the API server: the labels S has, or its backup policy when it has none of
     /// them. `None`: nothing can match. Used where Backups are fetched, not cached (the policy
@@ -110,10 +118,10 @@ impl CandidateMatch {
             Self::Labels { cluster_uid, instance, component } => {
                 [(LABEL_CLUSTER_UID, cluster_uid), (LABEL_INSTANCE, instance), (LABEL_COMPONENT, component)]
                     .into_iter()
-                    .filter_map(|(k, v)| Some((k, v.as_deref()?)))
+                    .filter_map(|(k, v)| Some((k, (*v)?)))
                     .collect()
             }
-            Self::Policy(policy) => [(LABEL_BACKUP_POLICY, policy.as_deref()?)].into_iter().collect(),
+            Self::Policy(policy) => [(LABEL_BACKUP_POLICY, (*policy)?)].into_iter().collect(),
         };
         // A value that cannot be written in a selector would select the wrong backups; the API
         // server only stores valid label values, so this is a guard, not a case.
@@ -125,49 +133,51 @@ impl CandidateMatch {
         Some(pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
     }
 
-    pub fn matches(&self, b: &Lineage) -> bool {
-        fn eq(want: &Option<Text>, have: &Option<Text>) -> bool {
-            want.is_none() || want == have
+    pub fn matches(&self, b: &Lineage<'_>) -> bool {
+        fn eq(want: Option<&str>, have: &Option<Str<'_>>) -> bool {
+            want.is_none() || want == have.as_deref()
         }
         match self {
             Self::Labels { cluster_uid, instance, component } => {
-                eq(cluster_uid, &b.cluster_uid) && eq(instance, &b.instance) && eq(component, &b.component)
+                eq(*cluster_uid, &b.cluster_uid) && eq(*instance, &b.instance) && eq(*component, &b.component)
             }
-            Self::Policy(policy) => policy.is_some() && policy == &b.policy_label,
+            Self::Policy(policy) => policy.is_some() && *policy == b.policy_label.as_deref(),
         }
     }
 }
 
 /// What the rules read of a Backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupFacts {
-    pub namespace: Text,
-    pub name: Text,
+pub struct BackupFacts<'a> {
+    pub namespace: Str<'a>,
+    pub name: Str<'a>,
     pub backup_type: BackupType,
-    pub phase: Option<Text>,
+    pub phase: Option<Str<'a>>,
     /// `start(B)`: `status.timeRange.start`, else `status.startTimestamp`.
     pub start: Option<DateTime<Utc>>,
     /// `end(B)`: `status.timeRange.end`, else `status.completionTimestamp`.
     pub end: Option<DateTime<Utc>>,
-    pub lineage: Lineage,
-    pub policy_name: Option<Text>,
-    pub action_set: Option<Text>,
+    pub lineage: Lineage<'a>,
+    pub policy_name: Option<Str<'a>>,
+    pub action_set: Option<Str<'a>>,
     pub has_cluster_snapshot: bool,
 }
 
-impl BackupFacts {
-    pub fn from_backup(b: &Backup, default_namespace: &str) -> Self {
+impl<'a> BackupFacts<'a> {
+    /// The facts of `b`, borrowing its strings ([`Self::into_owned`] to keep them longer).
+    pub fn from_backup(b: &'a Backup, default_namespace: &'a str) -> Self {
         let labels = b.metadata.labels.as_ref();
-        let label = |k: &str| labels.and_then(|l| l.get(k)).filter(|v| !v.is_empty()).map(|v| Text::from(v.as_str()));
-        let text = |s: &Option<String>| s.as_deref().map(Text::from);
+        let label =
+            |k: &str| labels.and_then(|l| l.get(k)).filter(|v| !v.is_empty()).map(|v| Cow::Borrowed(v.as_str()));
+        let text = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
         let status = b.status.as_ref();
         let range = status.and_then(|s| s.time_range.as_ref());
         let time = |primary: Option<&String>, fallback: Option<&String>| {
             primary.or(fallback).and_then(|raw| parse_status_time(raw))
         };
         Self {
-            namespace: b.metadata.namespace.as_deref().unwrap_or(default_namespace).into(),
-            name: b.metadata.name.as_deref().unwrap_or_default().into(),
+            namespace: Cow::Borrowed(b.metadata.namespace.as_deref().unwrap_or(default_namespace)),
+            name: Cow::Borrowed(b.metadata.name.as_deref().unwrap_or_default()),
             backup_type: BackupType::from_label(labels.and_then(|l| l.get(LABEL_BACKUP_TYPE)).map(String::as_str)),
             phase: status.and_then(|s| text(&s.phase)),
             start: time(range.and_then(|r| r.start.as_ref()), status.and_then(|s| s.start_timestamp.as_ref())),
@@ -188,6 +198,23 @@ impl BackupFacts {
                 .annotations
                 .as_ref()
                 .is_some_and(|a| a.contains_key(ANNOTATION_CLUSTER_SNAPSHOT)),
+        }
+    }
+
+    /// The same facts with strings of their own.
+    pub fn into_owned(self) -> BackupFacts<'static> {
+        let own = |s: Option<Str<'_>>| s.map(|s| Cow::Owned(s.into_owned()));
+        BackupFacts {
+            namespace: Cow::Owned(self.namespace.into_owned()),
+            name: Cow::Owned(self.name.into_owned()),
+            backup_type: self.backup_type,
+            phase: own(self.phase),
+            start: self.start,
+            end: self.end,
+            lineage: self.lineage.to_owned_lineage(),
+            policy_name: own(self.policy_name),
+            action_set: own(self.action_set),
+            has_cluster_snapshot: self.has_cluster_snapshot,
         }
     }
 
@@ -244,16 +271,12 @@ impl BackupFacts {
     }
 
     /// How this (continuous) backup's base candidates are found.
-    pub fn candidate_match(&self) -> CandidateMatch {
-        let l = &self.lineage;
-        if l.cluster_uid.is_none() && l.instance.is_none() && l.component.is_none() {
-            CandidateMatch::Policy(self.policy_name.clone())
+    pub fn candidate_match(&self) -> CandidateMatch<'_> {
+        let [cluster_uid, instance, component, _] = self.lineage.labels();
+        if cluster_uid.is_none() && instance.is_none() && component.is_none() {
+            CandidateMatch::Policy(self.policy_name.as_deref())
         } else {
-            CandidateMatch::Labels {
-                cluster_uid: l.cluster_uid.clone(),
-                instance: l.instance.clone(),
-                component: l.component.clone(),
-            }
+            CandidateMatch::Labels { cluster_uid, instance, component }
         }
     }
 }
@@ -291,8 +314,8 @@ pub type Labels = BTreeMap<String, String>;
 mod tests {
     use super::*;
 
-    fn backup(json: serde_json::Value) -> BackupFacts {
-        BackupFacts::from_backup(&serde_json::from_value(json).unwrap(), "default")
+    fn backup(json: serde_json::Value) -> BackupFacts<'static> {
+        BackupFacts::from_backup(&serde_json::from_value(json).unwrap(), "default").into_owned()
     }
 
     #[test]
@@ -336,11 +359,7 @@ mod tests {
         assert_eq!(b.action_set.as_deref(), Some("pg-pitr"));
         assert_eq!(
             b.candidate_match(),
-            CandidateMatch::Labels {
-                cluster_uid: Some("u1".into()),
-                instance: Some("pg".into()),
-                component: Some("postgresql".into())
-            }
+            CandidateMatch::Labels { cluster_uid: Some("u1"), instance: Some("pg"), component: Some("postgresql") }
         );
         assert_eq!((b.start, b.end), (None, None), "no time range yet");
     }

@@ -9,26 +9,32 @@
 //! B-tree range query per group (one per backup-policy label): O(g · log n). In a
 //! real namespace every continuous backup carries all three labels and g = 1.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 // Hashing names is a good part of a decision; foldhash is several times faster than SipHash and
 // still seeded per process.
 use foldhash::{HashMap, HashSet};
 
-use super::facts::{ActionSetFacts, BackupFacts, BackupType, CandidateMatch, Lineage, Text};
+use super::facts::{ActionSetFacts, BackupFacts, BackupType, CandidateMatch, Lineage, Str};
 
 /// A base backup as the window computations see it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BaseRef {
+pub struct BaseRef<'a> {
     pub end: DateTime<Utc>,
-    pub name: Text,
+    pub name: Str<'a>,
 }
+
+/// A string the index keeps: shared by its maps and sets, not copied, and lent to the facts it
+/// hands out.
+type Text = Arc<str>;
 
 /// The read side of the inventory. Object-safe and synchronous: the core never waits.
 pub trait Inventory {
-    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts>;
+    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts<'_>>;
     fn action_set(&self, name: &str) -> Option<ActionSetFacts>;
     /// `baseBackupRequired` of the ActionSet `name`, when there is one (what a decision reads of it).
     fn base_backup_required(&self, action_set: &str) -> Option<bool> {
@@ -37,25 +43,25 @@ pub trait Inventory {
     fn cluster_exists(&self, namespace: &str, name: &str) -> bool;
     /// Base candidates of `s` (same namespace, matching lineage) with `from <= end <= to`,
     /// ordered by end, then name.
-    fn bases_ending_between(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<BaseRef> {
+    fn bases_ending_between(&self, s: &BackupFacts<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<BaseRef<'_>> {
         self.bases_in(s, from, to, Pick::All)
     }
     /// The earliest such candidate (ties: smallest name).
-    fn earliest_base(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<BaseRef> {
+    fn earliest_base(&self, s: &BackupFacts<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<BaseRef<'_>> {
         self.bases_in(s, from, to, Pick::Earliest).into_iter().next()
     }
     /// The latest such candidate (ties: smallest name), as KubeBlocks picks it.
-    fn latest_base(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<BaseRef> {
+    fn latest_base(&self, s: &BackupFacts<'_>, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<BaseRef<'_>> {
         self.bases_in(s, from, to, Pick::Latest).into_iter().next()
     }
     /// The one range query the three above are made of.
-    fn bases_in(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef>;
+    fn bases_in(&self, s: &BackupFacts<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef<'_>>;
     /// Names of continuous backups in `namespace` whose lineage matches `m`.
-    fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String>;
+    fn continuous_like(&self, namespace: &str, m: &CandidateMatch<'_>) -> Vec<String>;
     /// Every continuous backup, for `pitrguard windows`.
-    fn continuous_backups(&self) -> Vec<BackupFacts>;
+    fn continuous_backups(&self) -> Vec<BackupFacts<'_>>;
     /// Every Backup in `namespace`, in no particular order (a policy module's list call).
-    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts));
+    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts<'_>));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,28 +104,33 @@ impl Symbols {
         id.checked_sub(1).map(|i| &*self.strings[i as usize])
     }
 
-    fn text(&self, id: u32) -> Option<Text> {
-        id.checked_sub(1).map(|i| self.strings[i as usize].clone())
+    fn lent(&self, id: u32) -> Option<Str<'_>> {
+        self.get(id).map(Cow::Borrowed)
     }
 }
 
 /// The lineages (per cluster) of every Backup, stored once.
 #[derive(Debug, Default)]
 struct Lineages {
-    ids: HashMap<Lineage, u32>,
-    all: Vec<Lineage>,
+    ids: HashMap<LineageLabels, u32>,
+    all: Vec<LineageLabels>,
 }
 
 impl Lineages {
-    fn intern(&mut self, l: &Lineage) -> u32 {
-        if let Some(&id) = self.ids.get(l) {
+    fn intern(&mut self, l: &Lineage<'_>) -> u32 {
+        let key = l.labels();
+        if let Some(&id) = self.ids.get(&key as &dyn LabelsKey<4>) {
             return id;
         }
-        let own = l.own_copy();
+        let own = Labels::own(key);
         self.all.push(own.clone());
         let id = u32::try_from(self.all.len() - 1).expect("fewer than 2^32 lineages");
         self.ids.insert(own, id);
         id
+    }
+
+    fn get(&self, id: u32) -> &LineageLabels {
+        &self.all[id as usize]
     }
 }
 
@@ -158,7 +169,7 @@ struct Namespace {
 
 impl Namespace {
     /// `lineage` is the index's own copy of `b.lineage`.
-    fn index(&mut self, b: &BackupFacts, name: &Name, lineage: &Lineage) {
+    fn index(&mut self, b: &BackupFacts<'_>, name: &Name, lineage: &LineageLabels) {
         if b.is_base() {
             let end = b.end.expect("is_base implies an end");
             self.bases.group(lineage).insert((end, name.clone()));
@@ -168,77 +179,96 @@ impl Namespace {
         }
     }
 
-    fn unindex(&mut self, b: &BackupFacts) {
+    fn unindex(&mut self, b: &BackupFacts<'_>, name: &Name) {
         if let Some(end) = b.end.filter(|_| b.is_base()) {
             self.bases.remove(&b.lineage, |set| {
-                set.remove(&(end, b.name.clone()));
+                set.remove(&(end, name.clone()));
                 set.is_empty()
             });
         }
         if b.is_continuous() {
             self.continuous.remove(&b.lineage, |set| {
-                set.remove(&b.name);
+                set.remove(&*b.name);
                 set.is_empty()
             });
         }
     }
 }
 
-/// A cluster's three labels, (cluster uid, instance, component): what a full candidate match compares.
-/// Looked up by borrowed labels ([`LabelsKey`]), so that a decision clones no name to find its groups.
+/// Labels the index keeps, its own copies. Looked up by borrowed labels ([`LabelsKey`]), so that
+/// neither a decision nor a load clones a name to find them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ClusterLabels([Option<Text>; 3]);
+struct Labels<const N: usize>([Option<Text>; N]);
 
-/// The three labels as a key, owned or borrowed (a `HashMap` looks up `dyn LabelsKey`).
-trait LabelsKey {
-    fn labels(&self) -> [Option<&str>; 3];
+/// A cluster's three labels, (cluster uid, instance, component): what a full candidate match compares.
+type ClusterLabels = Labels<3>;
+/// A lineage: the three cluster labels and the backup-policy label ([`Lineage::labels`]).
+type LineageLabels = Labels<4>;
+
+impl<const N: usize> Labels<N> {
+    fn own(labels: [Option<&str>; N]) -> Self {
+        Self(labels.map(|l| l.map(Text::from)))
+    }
 }
 
-impl LabelsKey for ClusterLabels {
-    fn labels(&self) -> [Option<&str>; 3] {
+impl LineageLabels {
+    /// The lineage, borrowing the index's strings.
+    fn lineage(&self) -> Lineage<'_> {
+        let [cluster_uid, instance, component, policy_label] = self.labels().map(|l| l.map(Cow::Borrowed));
+        Lineage { cluster_uid, instance, component, policy_label }
+    }
+}
+
+/// Labels as a key, owned or borrowed (a `HashMap` looks up `dyn LabelsKey`).
+trait LabelsKey<const N: usize> {
+    fn labels(&self) -> [Option<&str>; N];
+}
+
+impl<const N: usize> LabelsKey<N> for Labels<N> {
+    fn labels(&self) -> [Option<&str>; N] {
         self.0.each_ref().map(Option::as_deref)
     }
 }
 
-impl LabelsKey for [Option<&str>; 3] {
-    fn labels(&self) -> [Option<&str>; 3] {
+impl<const N: usize> LabelsKey<N> for [Option<&str>; N] {
+    fn labels(&self) -> [Option<&str>; N] {
         *self
     }
 }
 
-impl<'a> std::borrow::Borrow<dyn LabelsKey + 'a> for ClusterLabels {
-    fn borrow(&self) -> &(dyn LabelsKey + 'a) {
+impl<'a, const N: usize> std::borrow::Borrow<dyn LabelsKey<N> + 'a> for Labels<N> {
+    fn borrow(&self) -> &(dyn LabelsKey<N> + 'a) {
         self
     }
 }
 
 // Both forms hash and compare as their borrowed labels, as `Borrow` requires.
-impl std::hash::Hash for ClusterLabels {
+impl<const N: usize> std::hash::Hash for Labels<N> {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         self.labels().hash(h)
     }
 }
 
-impl std::hash::Hash for dyn LabelsKey + '_ {
+impl<const N: usize> std::hash::Hash for dyn LabelsKey<N> + '_ {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         self.labels().hash(h)
     }
 }
 
-impl PartialEq for dyn LabelsKey + '_ {
+impl<const N: usize> PartialEq for dyn LabelsKey<N> + '_ {
     fn eq(&self, other: &Self) -> bool {
         self.labels() == other.labels()
     }
 }
 
-impl Eq for dyn LabelsKey + '_ {}
+impl<const N: usize> Eq for dyn LabelsKey<N> + '_ {}
 
 /// A namespace's Backups grouped by lineage. A continuous backup with all three cluster labels (every
 /// one KubeBlocks takes) finds its groups with one hash lookup; one with fewer scans the groups.
 #[derive(Debug)]
 struct ByLineage<T> {
     /// By cluster labels, then one group per `backup-policy` label (almost always one).
-    groups: HashMap<ClusterLabels, Vec<(Lineage, T)>>,
+    groups: HashMap<ClusterLabels, Vec<(LineageLabels, T)>>,
 }
 
 impl<T> Default for ByLineage<T> {
@@ -247,18 +277,19 @@ impl<T> Default for ByLineage<T> {
     }
 }
 
-fn cluster_labels(l: &Lineage) -> ClusterLabels {
-    ClusterLabels([l.cluster_uid.clone(), l.instance.clone(), l.component.clone()])
-}
-
-/// [`cluster_labels`] borrowed, to look a group up without cloning the names.
-fn borrowed_labels(l: &Lineage) -> [Option<&str>; 3] {
-    [&l.cluster_uid, &l.instance, &l.component].map(|label| label.as_deref())
+/// The three cluster labels of a lineage's four ([`Lineage::labels`]).
+fn cluster_labels(lineage: [Option<&str>; 4]) -> [Option<&str>; 3] {
+    [lineage[0], lineage[1], lineage[2]]
 }
 
 impl<T: Default> ByLineage<T> {
-    fn group(&mut self, lineage: &Lineage) -> &mut T {
-        let groups = self.groups.entry(cluster_labels(lineage)).or_default();
+    /// The group of `lineage`, one of the index's [`Lineages`].
+    fn group(&mut self, lineage: &LineageLabels) -> &mut T {
+        let key = cluster_labels(lineage.labels());
+        if !self.groups.contains_key(&key as &dyn LabelsKey<3>) {
+            self.groups.insert(Labels::own(key), Vec::new());
+        }
+        let groups = self.groups.get_mut(&key as &dyn LabelsKey<3>).expect("inserted above");
         let at = match groups.iter().position(|(l, _)| l == lineage) {
             Some(at) => at,
             None => {
@@ -270,14 +301,15 @@ impl<T: Default> ByLineage<T> {
     }
 
     /// Removes from the group of `lineage` with `remove`, which says whether the group is then empty.
-    fn remove(&mut self, lineage: &Lineage, remove: impl FnOnce(&mut T) -> bool) {
-        let key = borrowed_labels(lineage);
-        let Some(groups) = self.groups.get_mut(&key as &dyn LabelsKey) else { return };
-        let Some(at) = groups.iter().position(|(l, _)| l == lineage) else { return };
+    fn remove(&mut self, lineage: &Lineage<'_>, remove: impl FnOnce(&mut T) -> bool) {
+        let labels = lineage.labels();
+        let key = cluster_labels(labels);
+        let Some(groups) = self.groups.get_mut(&key as &dyn LabelsKey<3>) else { return };
+        let Some(at) = groups.iter().position(|(l, _)| l.labels() == labels) else { return };
         if remove(&mut groups[at].1) {
             groups.swap_remove(at);
             if groups.is_empty() {
-                self.groups.remove(&key as &dyn LabelsKey);
+                self.groups.remove(&key as &dyn LabelsKey<3>);
             }
         }
     }
@@ -285,34 +317,33 @@ impl<T: Default> ByLineage<T> {
 
 impl<T> ByLineage<T> {
     /// The groups whose lineage `m` matches, in no particular order.
-    fn matching<'a>(&'a self, m: &'a CandidateMatch) -> impl Iterator<Item = &'a T> + 'a {
-        let key = match m {
+    fn matching<'a: 'm, 'm>(&'a self, m: &'m CandidateMatch<'_>) -> impl Iterator<Item = &'a T> + 'm {
+        let key = match *m {
             CandidateMatch::Labels { cluster_uid: Some(u), instance: Some(i), component: Some(c) } => {
-                Some([Some(&**u), Some(&**i), Some(&**c)])
+                Some([Some(u), Some(i), Some(c)])
             }
             _ => None,
         };
         self.select(key, move |l| m.matches(l))
     }
 
-    /// The groups of `s`'s base candidates: [`Self::matching`] of `s.candidate_match()`, without
-    /// cloning `s`'s labels into one when it has all three.
-    fn candidates_of<'a>(&'a self, s: &'a BackupFacts) -> impl Iterator<Item = &'a T> + 'a {
-        let key = borrowed_labels(&s.lineage);
+    /// The groups of `s`'s base candidates: [`Self::matching`] of `s.candidate_match()`.
+    fn candidates_of<'a: 's, 's>(&'a self, s: &'s BackupFacts<'_>) -> impl Iterator<Item = &'a T> + 's {
+        let key = cluster_labels(s.lineage.labels());
         let full = key.iter().all(Option::is_some);
         self.select(full.then_some(key), move |l| s.candidate_match().matches(l))
     }
 
     /// The groups of the three cluster labels `key` (one hash lookup), or without them those whose
     /// lineage `scan` accepts (a scan of every group).
-    fn select<'a>(
+    fn select<'a: 'k, 'k>(
         &'a self,
-        key: Option<[Option<&'a str>; 3]>,
-        scan: impl Fn(&Lineage) -> bool + 'a,
-    ) -> impl Iterator<Item = &'a T> + 'a {
+        key: Option<[Option<&'k str>; 3]>,
+        scan: impl Fn(&Lineage<'_>) -> bool + 'k,
+    ) -> impl Iterator<Item = &'a T> + 'k {
         // Two optional iterators rather than a boxed one: a decision allocates nothing to find its groups.
-        let scanned = key.is_none().then(|| self.groups.values().flatten().filter(move |(l, _)| scan(l)));
-        let found = key.and_then(|key| self.groups.get(&key as &dyn LabelsKey)).into_iter().flatten();
+        let scanned = key.is_none().then(|| self.groups.values().flatten().filter(move |(l, _)| scan(&l.lineage())));
+        let found = key.and_then(|key| self.groups.get(&key as &dyn LabelsKey<3>)).into_iter().flatten();
         found.chain(scanned.into_iter().flatten()).map(|(_, group)| group)
     }
 
@@ -323,6 +354,10 @@ impl<T> ByLineage<T> {
     fn clear(&mut self) {
         self.groups.clear();
     }
+}
+
+fn base_ref((end, name): &(DateTime<Utc>, Name)) -> BaseRef<'_> {
+    BaseRef { end: *end, name: Cow::Borrowed(name) }
 }
 
 /// The bound just past every entry that ends at or before `to`.
@@ -358,6 +393,28 @@ fn latest_ending_between(
     Some(first)
 }
 
+/// The facts of a stored Backup, lending the index's strings: a decision copies none.
+fn facts<'a>(
+    sym: &'a Symbols,
+    lineages: &'a Lineages,
+    namespace: &'a str,
+    name: &'a str,
+    s: &Stored,
+) -> BackupFacts<'a> {
+    BackupFacts {
+        namespace: Cow::Borrowed(namespace),
+        name: Cow::Borrowed(name),
+        backup_type: BackupType::from_label(sym.get(s.backup_type)),
+        phase: sym.lent(s.phase),
+        start: s.start,
+        end: s.end,
+        lineage: lineages.get(s.lineage).lineage(),
+        policy_name: sym.lent(s.policy_name),
+        action_set: sym.lent(s.action_set),
+        has_cluster_snapshot: s.has_cluster_snapshot,
+    }
+}
+
 /// The in-memory inventory.
 ///
 /// Compact, because it holds every Backup of a cluster-wide installation: a Backup costs its
@@ -376,7 +433,7 @@ impl Index {
         Self::default()
     }
 
-    fn store(&mut self, b: &BackupFacts) -> Stored {
+    fn store(&mut self, b: &BackupFacts<'_>) -> Stored {
         let s = &mut self.symbols;
         Stored {
             start: b.start,
@@ -390,45 +447,36 @@ impl Index {
         }
     }
 
-    fn facts(&self, namespace: &Text, name: &Name, s: &Stored) -> BackupFacts {
-        let sym = &self.symbols;
-        BackupFacts {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            backup_type: BackupType::from_label(sym.get(s.backup_type)),
-            phase: sym.text(s.phase),
-            start: s.start,
-            end: s.end,
-            lineage: self.lineages.all[s.lineage as usize].clone(),
-            policy_name: sym.text(s.policy_name),
-            action_set: sym.text(s.action_set),
-            has_cluster_snapshot: s.has_cluster_snapshot,
-        }
+    fn facts<'a>(&'a self, namespace: &'a str, name: &'a str, s: &Stored) -> BackupFacts<'a> {
+        facts(&self.symbols, &self.lineages, namespace, name, s)
     }
 
     /// Adds or replaces a Backup.
-    pub fn apply_backup(&mut self, b: BackupFacts) {
+    pub fn apply_backup(&mut self, b: BackupFacts<'_>) {
         self.delete_backup(&b.namespace, &b.name);
         let stored = self.store(&b);
-        // Copies of its own, not the Arcs of the facts (here and in the lineages): those were made
-        // where the object was decoded, among that object's other, short-lived strings, and a
-        // string kept there would pin the allocator's pages of all of them.
-        if !self.namespaces.contains_key(&b.namespace) {
+        // Copies of its own (here and in the lineages): the facts' strings were made where the
+        // object was decoded, among that object's other, short-lived strings, and a string kept
+        // there would pin the allocator's pages of all of them.
+        if !self.namespaces.contains_key(&*b.namespace) {
             self.namespaces.insert(Text::from(&*b.namespace), Namespace::default());
         }
-        let ns = self.namespaces.get_mut(&b.namespace).expect("inserted above");
+        let ns = self.namespaces.get_mut(&*b.namespace).expect("inserted above");
         let name = Name::from(&*b.name);
-        ns.index(&b, &name, &self.lineages.all[stored.lineage as usize]);
+        ns.index(&b, &name, self.lineages.get(stored.lineage));
         ns.backups.insert(name, stored);
     }
 
     pub fn delete_backup(&mut self, namespace: &str, name: &str) {
-        let Some((namespace, ns)) = self.namespaces.get_key_value(namespace) else { return };
+        let Some(ns) = self.namespaces.get(namespace) else { return };
         let Some((name, &stored)) = ns.backups.get_key_value(name) else { return };
-        let old = self.facts(namespace, name, &stored);
-        if let Some(ns) = self.namespaces.get_mut(&old.namespace) {
-            ns.backups.remove(&old.name);
-            ns.unindex(&old);
+        let name = name.clone();
+        // The old facts borrow the symbols and lineages, which the removal leaves alone.
+        let Self { namespaces, symbols, lineages, .. } = self;
+        let old = facts(symbols, lineages, namespace, &name, &stored);
+        if let Some(ns) = namespaces.get_mut(namespace) {
+            ns.backups.remove(&name);
+            ns.unindex(&old, &name);
         }
     }
 
@@ -451,7 +499,7 @@ impl Index {
     }
 
     /// Replaces every Backup with `backups` (a watch's full re-list).
-    pub fn replace_backups(&mut self, backups: Vec<BackupFacts>) {
+    pub fn replace_backups(&mut self, backups: Vec<BackupFacts<'_>>) {
         let mut listed = Index::new();
         for b in backups {
             listed.apply_backup(b);
@@ -502,7 +550,7 @@ impl Index {
 }
 
 impl Inventory for Index {
-    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts> {
+    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts<'_>> {
         let (namespace, ns) = self.namespaces.get_key_value(namespace)?;
         let (name, stored) = ns.backups.get_key_value(name)?;
         Some(self.facts(namespace, name, stored))
@@ -520,18 +568,17 @@ impl Inventory for Index {
         self.namespaces.get(namespace).is_some_and(|n| n.clusters.contains(name))
     }
 
-    fn bases_in(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef> {
-        let Some(ns) = self.namespaces.get(&s.namespace) else {
+    fn bases_in(&self, s: &BackupFacts<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef<'_>> {
+        let Some(ns) = self.namespaces.get(&*s.namespace) else {
             return Vec::new();
         };
         if from > to {
             return Vec::new();
         }
-        let base = |(end, name): &(DateTime<Utc>, Name)| BaseRef { end: *end, name: name.clone() };
         if pick == Pick::All {
             let mut found = Vec::new();
             for set in ns.bases.candidates_of(s) {
-                found.extend(ending_between(set, from, to).map(base));
+                found.extend(ending_between(set, from, to).map(base_ref));
             }
             found.sort();
             return found;
@@ -551,10 +598,10 @@ impl Inventory for Index {
                 (b, h) => b.or(h),
             };
         }
-        best.map(base).into_iter().collect()
+        best.map(base_ref).into_iter().collect()
     }
 
-    fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String> {
+    fn continuous_like(&self, namespace: &str, m: &CandidateMatch<'_>) -> Vec<String> {
         let Some(ns) = self.namespaces.get(namespace) else {
             return Vec::new();
         };
@@ -563,8 +610,8 @@ impl Inventory for Index {
         names
     }
 
-    fn continuous_backups(&self) -> Vec<BackupFacts> {
-        let mut out: Vec<BackupFacts> = self
+    fn continuous_backups(&self) -> Vec<BackupFacts<'_>> {
+        let mut out: Vec<BackupFacts<'_>> = self
             .namespaces
             .iter()
             .flat_map(|(namespace, ns)| {
@@ -578,7 +625,7 @@ impl Inventory for Index {
         out
     }
 
-    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts)) {
+    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts<'_>)) {
         let Some((namespace, ns)) = self.namespaces.get_key_value(namespace) else { return };
         for (name, stored) in &ns.backups {
             f(&self.facts(namespace, name, stored));
@@ -602,7 +649,7 @@ impl Overlay<'_> {
 }
 
 impl Inventory for Overlay<'_> {
-    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts> {
+    fn backup(&self, namespace: &str, name: &str) -> Option<BackupFacts<'_>> {
         self.pick(namespace).backup(namespace, name)
     }
 
@@ -618,19 +665,19 @@ impl Inventory for Overlay<'_> {
         self.base.cluster_exists(namespace, name)
     }
 
-    fn bases_in(&self, s: &BackupFacts, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef> {
+    fn bases_in(&self, s: &BackupFacts<'_>, from: DateTime<Utc>, to: DateTime<Utc>, pick: Pick) -> Vec<BaseRef<'_>> {
         self.pick(&s.namespace).bases_in(s, from, to, pick)
     }
 
-    fn continuous_like(&self, namespace: &str, m: &CandidateMatch) -> Vec<String> {
+    fn continuous_like(&self, namespace: &str, m: &CandidateMatch<'_>) -> Vec<String> {
         self.pick(namespace).continuous_like(namespace, m)
     }
 
-    fn continuous_backups(&self) -> Vec<BackupFacts> {
+    fn continuous_backups(&self) -> Vec<BackupFacts<'_>> {
         self.base.continuous_backups()
     }
 
-    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts)) {
+    fn for_each_backup_in(&self, namespace: &str, f: &mut dyn FnMut(&BackupFacts<'_>)) {
         self.pick(namespace).for_each_backup_in(namespace, f)
     }
 }

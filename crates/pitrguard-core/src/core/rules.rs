@@ -42,14 +42,14 @@ pub const VOLUME_RESTORE_POLICIES: [&str; 2] = ["Serial", "Parallel"];
 
 /// The restorable window of S, worked out on first use.
 struct LazyWindow<'a> {
-    s: &'a BackupFacts,
+    s: &'a BackupFacts<'a>,
     inv: &'a dyn Inventory,
     edge: BaseEdge,
-    window: OnceCell<Window>,
+    window: OnceCell<Window<'a>>,
 }
 
-impl LazyWindow<'_> {
-    fn get(&self) -> &Window {
+impl<'a> LazyWindow<'a> {
+    fn get(&self) -> &Window<'a> {
         self.window.get_or_init(|| window(self.s, self.inv, self.edge))
     }
 }
@@ -210,7 +210,7 @@ fn r2_new_cluster_name(j: &mut Judge<'_>) {
 }
 
 /// R3: the source backup S exists.
-fn r3_backup_exists(j: &mut Judge<'_>, namespace: &str, name: &str) -> Option<BackupFacts> {
+fn r3_backup_exists<'a>(j: &mut Judge<'a>, namespace: &str, name: &str) -> Option<BackupFacts<'a>> {
     let found = j.inv.backup(namespace, name);
     if found.is_none() {
         let field = j.field("backupName");
@@ -363,7 +363,12 @@ fn r10_inside_log_range(j: &mut Judge<'_>, s: &BackupFacts, w: &LazyWindow<'_>, 
 }
 
 /// R11: a base backup completed inside the log range, at or before T. Returns M3's pick, P(T).
-fn r11_base_backup(j: &mut Judge<'_>, s: &BackupFacts, w: &LazyWindow<'_>, t: PointInTime) -> Option<BaseRef> {
+fn r11_base_backup<'a>(
+    j: &mut Judge<'a>,
+    s: &BackupFacts<'_>,
+    w: &LazyWindow<'_>,
+    t: PointInTime,
+) -> Option<BaseRef<'a>> {
     if let Some(base) = base_for(s, j.inv, t.instant) {
         return Some(base);
     }
@@ -396,7 +401,7 @@ fn r13_after_base_completion_second(
     s: &BackupFacts,
     w: &LazyWindow<'_>,
     t: PointInTime,
-    base: &BaseRef,
+    base: &BaseRef<'_>,
 ) {
     if base.end < t.instant.trunc_subsecs(0) {
         return;
@@ -465,14 +470,14 @@ fn r12_volume_restore_policy(j: &mut Judge<'_>) {
 /// How many excluded seconds a message lists before it counts the rest.
 const EXCLUDED_SHOWN: usize = 3;
 
-fn restorable_text(w: &Window) -> String {
+fn restorable_text(w: &Window<'_>) -> String {
     let mut text = String::with_capacity(128);
     push_restorable(&mut text, w);
     text
 }
 
 /// [`restorable_text`] appended to `text`.
-fn push_restorable(text: &mut String, w: &Window) {
+fn push_restorable(text: &mut String, w: &Window<'_>) {
     match (w.restorable, &w.first_base) {
         (Some((a, b)), _) => {
             text.push_str("restorable window: ");

@@ -15,7 +15,7 @@ fn at(hms: &str) -> DateTime<Utc> {
     format!("2024-05-07T{hms}Z").parse().unwrap()
 }
 
-fn lineage() -> Lineage {
+fn lineage() -> Lineage<'static> {
     Lineage {
         cluster_uid: Some("uid-1".into()),
         instance: Some("pg".into()),
@@ -24,7 +24,13 @@ fn lineage() -> Lineage {
     }
 }
 
-fn mk_backup(name: &str, ty: BackupType, phase: &str, start: Option<&str>, end: Option<&str>) -> BackupFacts {
+fn mk_backup<'a>(
+    name: &'a str,
+    ty: BackupType,
+    phase: &'a str,
+    start: Option<&str>,
+    end: Option<&str>,
+) -> BackupFacts<'a> {
     BackupFacts {
         namespace: NS.into(),
         name: name.into(),
@@ -39,7 +45,7 @@ fn mk_backup(name: &str, ty: BackupType, phase: &str, start: Option<&str>, end: 
     }
 }
 
-fn mk_wal(name: &str, action_set: &str) -> BackupFacts {
+fn mk_wal<'a>(name: &'a str, action_set: &'a str) -> BackupFacts<'a> {
     BackupFacts {
         action_set: Some(action_set.into()),
         ..mk_backup(name, BackupType::Continuous, "Running", Some("10:07:45"), Some("10:47:14"))
@@ -702,7 +708,7 @@ fn a_relisted_index_replaces_every_backup_and_keeps_action_sets_and_clusters() {
     let wal = inv.backup(NS, "wal").unwrap();
     let bases: Vec<_> =
         inv.bases_ending_between(&wal, at("10:00:00"), at("11:00:00")).into_iter().map(|b| b.name).collect();
-    assert_eq!(bases, ["full-c".into()]);
+    assert_eq!(bases, ["full-c"]);
     // 10:30 is before the only base left, full-c (10:36:30).
     let d = judge(Operation::Create, Some(&pitr("wal", "2024-05-07T10:30:00Z")), None, NS, &inv, &Policy::default());
     assert_denied(&d, Rule::R11, &["full-c"]);

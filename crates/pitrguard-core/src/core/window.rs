@@ -44,16 +44,16 @@ impl BaseEdge {
 const SECOND: TimeDelta = TimeDelta::seconds(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
+pub struct Window<'a> {
     /// `[start(S), end(S)]`, when both exist and are ordered (R9).
     pub log_range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// `[W0, end(S)]`; `None` when no base backup completed inside the log range.
     pub restorable: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// The completion seconds inside `restorable` that are not restorable (strict edge only),
     /// each with the base backup whose completion second it is, by time.
-    pub excluded: Vec<BaseRef>,
+    pub excluded: Vec<BaseRef<'a>>,
     /// The earliest base candidate that completed inside the log range (when one is required).
-    pub first_base: Option<BaseRef>,
+    pub first_base: Option<BaseRef<'a>>,
     pub base_required: bool,
 }
 
@@ -62,7 +62,7 @@ pub fn base_required(s: &BackupFacts, inv: &dyn Inventory) -> bool {
     s.action_set.as_deref().and_then(|name| inv.base_backup_required(name)).unwrap_or(true)
 }
 
-pub fn window(s: &BackupFacts, inv: &dyn Inventory, edge: BaseEdge) -> Window {
+pub fn window<'a>(s: &BackupFacts<'_>, inv: &'a dyn Inventory, edge: BaseEdge) -> Window<'a> {
     let base_required = base_required(s, inv);
     let log_range = match (s.start, s.end) {
         (Some(a), Some(b)) if a <= b => Some((a, b)),
@@ -96,21 +96,21 @@ pub fn window(s: &BackupFacts, inv: &dyn Inventory, edge: BaseEdge) -> Window {
 
 /// P(T): the base KubeBlocks restores T from, the latest base candidate with
 /// `start(S) <= end(B) <= T` (T in whole seconds).
-pub fn base_for(s: &BackupFacts, inv: &dyn Inventory, t: DateTime<Utc>) -> Option<BaseRef> {
+pub fn base_for<'a>(s: &BackupFacts<'_>, inv: &'a dyn Inventory, t: DateTime<Utc>) -> Option<BaseRef<'a>> {
     let start = s.start?;
     inv.latest_base(s, start, t.trunc_subsecs(0))
 }
 
 /// A restorable second and the base a restore to it starts from (`None` when no base is required).
-pub type Restorable = (DateTime<Utc>, Option<BaseRef>);
+pub type Restorable<'a> = (DateTime<Utc>, Option<BaseRef<'a>>);
 
 /// The nearest restorable seconds before and after `t`.
-pub fn nearest_restorable(
-    s: &BackupFacts,
-    inv: &dyn Inventory,
-    w: &Window,
+pub fn nearest_restorable<'a>(
+    s: &BackupFacts<'_>,
+    inv: &'a dyn Inventory,
+    w: &Window<'_>,
     t: DateTime<Utc>,
-) -> (Option<Restorable>, Option<Restorable>) {
+) -> (Option<Restorable<'a>>, Option<Restorable<'a>>) {
     let Some((w0, end)) = w.restorable else { return (None, None) };
     let second = t.trunc_subsecs(0);
     let base = |at: DateTime<Utc>| if w.base_required { base_for(s, inv, at) } else { None };
@@ -130,7 +130,7 @@ pub fn nearest_restorable(
 }
 
 /// The base backups inside the log range, for `pitrguard windows`.
-pub fn bases_in_range(s: &BackupFacts, w: &Window, inv: &dyn Inventory) -> Vec<BaseRef> {
+pub fn bases_in_range<'a>(s: &BackupFacts<'_>, w: &Window<'_>, inv: &'a dyn Inventory) -> Vec<BaseRef<'a>> {
     match w.log_range {
         Some((start, end)) => inv.bases_ending_between(s, start, end),
         None => Vec::new(),
