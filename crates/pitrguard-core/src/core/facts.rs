@@ -84,12 +84,6 @@ impl Lineage<'_> {
         [&self.cluster_uid, &self.instance, &self.component, &self.policy_label].map(|l| l.as_deref())
     }
 
-    /// The same lineage, borrowing this one's strings.
-    pub fn borrowed(&self) -> Lineage<'_> {
-        let [cluster_uid, instance, component, policy_label] = self.labels().map(|l| l.map(Cow::Borrowed));
-        Lineage { cluster_uid, instance, component, policy_label }
-    }
-
     /// A copy with strings of its own.
     pub fn to_owned_lineage(&self) -> Lineage<'static> {
         let [cluster_uid, instance, component, policy_label] =
