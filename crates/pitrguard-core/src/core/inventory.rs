@@ -287,7 +287,9 @@ impl<T: Default> ByLineage<T> {
     fn group(&mut self, lineage: &LineageLabels) -> &mut T {
         let key = cluster_labels(lineage.labels());
         if !self.groups.contains_key(&key as &dyn LabelsKey<3>) {
-            self.groups.insert(Labels::own(key), Vec::new());
+            // The key shares the lineage's strings rather than copying them.
+            let [uid, instance, component, _] = lineage.0.clone();
+            self.groups.insert(Labels([uid, instance, component]), Vec::new());
         }
         let groups = self.groups.get_mut(&key as &dyn LabelsKey<3>).expect("inserted above");
         let at = match groups.iter().position(|(l, _)| l == lineage) {
