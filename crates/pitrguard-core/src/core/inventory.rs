@@ -318,7 +318,8 @@ impl<T: Default> ByLineage<T> {
 }
 
 impl<T> ByLineage<T> {
-    /// The groups whose lineage `m` matches, in no particular order.
+    /// The groups whose lineage `m` matches, in no particular order: with all three cluster labels
+    /// (every continuous backup KubeBlocks takes) one hash lookup, else a scan of every group.
     fn matching<'a: 'm, 'm>(&'a self, m: &'m CandidateMatch<'_>) -> impl Iterator<Item = &'a T> + 'm {
         let key = match *m {
             CandidateMatch::Labels { cluster_uid: Some(u), instance: Some(i), component: Some(c) } => {
@@ -326,25 +327,9 @@ impl<T> ByLineage<T> {
             }
             _ => None,
         };
-        self.select(key, move |l| m.matches(l))
-    }
-
-    /// The groups of `s`'s base candidates: [`Self::matching`] of `s.candidate_match()`.
-    fn candidates_of<'a: 's, 's>(&'a self, s: &'s BackupFacts<'_>) -> impl Iterator<Item = &'a T> + 's {
-        let key = cluster_labels(s.lineage.labels());
-        let full = key.iter().all(Option::is_some);
-        self.select(full.then_some(key), move |l| s.candidate_match().matches(l))
-    }
-
-    /// The groups of the three cluster labels `key` (one hash lookup), or without them those whose
-    /// lineage `scan` accepts (a scan of every group).
-    fn select<'a: 'k, 'k>(
-        &'a self,
-        key: Option<[Option<&'k str>; 3]>,
-        scan: impl Fn(&Lineage<'_>) -> bool + 'k,
-    ) -> impl Iterator<Item = &'a T> + 'k {
         // Two optional iterators rather than a boxed one: a decision allocates nothing to find its groups.
-        let scanned = key.is_none().then(|| self.groups.values().flatten().filter(move |(l, _)| scan(&l.lineage())));
+        let scanned =
+            key.is_none().then(|| self.groups.values().flatten().filter(move |(l, _)| m.matches(&l.lineage())));
         let found = key.and_then(|key| self.groups.get(&key as &dyn LabelsKey<3>)).into_iter().flatten();
         found.chain(scanned.into_iter().flatten()).map(|(_, group)| group)
     }
@@ -577,9 +562,11 @@ impl Inventory for Index {
         if from > to {
             return Vec::new();
         }
+        // S's labels, borrowed: no string is cloned to find its groups.
+        let m = s.candidate_match();
         if pick == Pick::All {
             let mut found = Vec::new();
-            for set in ns.bases.candidates_of(s) {
+            for set in ns.bases.matching(&m) {
                 found.extend(ending_between(set, from, to).map(base_ref));
             }
             found.sort();
@@ -587,7 +574,7 @@ impl Inventory for Index {
         }
         // One candidate per lineage group, and the best of those: no list is built or sorted.
         let mut best: Option<&(DateTime<Utc>, Name)> = None;
-        for set in ns.bases.candidates_of(s) {
+        for set in ns.bases.matching(&m) {
             let hit = if pick == Pick::Earliest {
                 ending_between(set, from, to).next()
             } else {
